@@ -1,0 +1,152 @@
+"""The `relay` command: run, check, probe, --version (product.md section 2).
+
+User errors print one line per problem and exit 2; an internal failure exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import sys
+from collections.abc import Sequence
+
+from relay import __version__
+from relay.config import Config, load_config
+from relay.errors import ConfigError, ConfigProblem
+from relay.logs import log
+from relay.net.resolve import ResolveError, SockAddr, resolve
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "conf/relay.toml"
+
+
+def _config_path(arg: str | None) -> str:
+    return arg or os.environ.get("RELAY_CONFIG") or DEFAULT_CONFIG
+
+
+def resolve_all(config: Config) -> dict[str, SockAddr]:
+    """Resolve every listen and backend address; unresolvable ones are ConfigErrors."""
+    resolved: dict[str, SockAddr] = {}
+    problems: list[ConfigProblem] = []
+    wanted = [(f"listener[{i}].listen", lc.listen, True) for i, lc in enumerate(config.listeners)]
+    wanted += [
+        (f"listener[{i}].backend[{j}].address", bc.address, False)
+        for i, lc in enumerate(config.listeners)
+        for j, bc in enumerate(lc.backends)
+    ]
+    for path, address, passive in wanted:
+        try:
+            resolved[str(address)] = resolve(address, passive=passive)
+        except ResolveError as exc:
+            problems.append(ConfigProblem(path, str(exc)))
+    if problems:
+        raise ConfigError(config.source, problems)
+    return resolved
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "off"
+    if value >= 1 and value == int(value):
+        return f"{int(value)}s"
+    return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
+
+
+def summary(config: Config) -> str:
+    rt = config.runtime
+    lines = [
+        f"{config.source}: OK",
+        f"admin    {config.admin.listen}" + ("  (token required)" if config.admin.token_file else ""),
+        f"runtime  workers={rt.workers or 'auto'} max_connections={rt.max_connections} "
+        f"splice={rt.splice} log={rt.log_format}/{rt.log_level} "
+        f"shutdown_grace={_seconds(rt.shutdown_grace)}",
+    ]
+    for lc in config.listeners:
+        h = lc.health
+        lines.append(
+            f"listener {lc.name}  {lc.listen}  balance={lc.balance}  "
+            f"health={h.kind} every {_seconds(h.interval)} (rise {h.rise}, fall {h.fall})  "
+            f"failback={lc.failback}"
+            + (f" after {_seconds(lc.failback_delay)}" if lc.failback == "auto" else "")
+        )
+        for bc in sorted(lc.backends, key=lambda b: b.tier):
+            lines.append(f"  tier {bc.tier}  {bc.name:<16} {bc.address}  weight {bc.weight}")
+    return "\n".join(lines)
+
+
+def cmd_check(path: str) -> int:
+    config = load_config(path)
+    resolve_all(config)
+    print(summary(config))
+    return EXIT_OK
+
+
+def cmd_run(path: str) -> int:
+    from relay.net.server import RelayServer
+
+    config = load_config(path)
+    resolved = resolve_all(config)
+    log.configure(config.runtime.log_format, config.runtime.log_level)
+    if config.runtime.workers != 1:
+        log.warning("workers_not_supported_yet", workers=config.runtime.workers or "auto",
+                    running=1)
+    server = RelayServer(config, resolved)
+    try:
+        server.open()
+    except OSError as exc:
+        server.reactor.close()
+        listener = next(lst for lst in server.listeners if lst.sock is None)
+        index = config.listeners.index(listener.config)
+        raise ConfigError(path, [ConfigProblem(
+            f"listener[{index}].listen",
+            f"cannot listen on {listener.address.text}: {exc.strerror or exc}")]) from None
+    server.run()
+    return EXIT_OK
+
+
+def cmd_probe(path: str, timeout: float = 2.0) -> int:
+    config = load_config(path)
+    listen = config.admin.listen
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else "::1" if listen.host == "::" \
+        else listen.host
+    conn = http.client.HTTPConnection(host, listen.port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        status = conn.getresponse().status
+    except OSError as exc:
+        print(f"relay: probe: {listen}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        conn.close()
+    if status != 200:
+        print(f"relay: probe: {listen}/healthz answered {status}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="A resilient TCP proxy.")
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run in the foreground; logs to stderr"),
+                       ("check", "validate the configuration and print a summary"),
+                       ("probe", "exit 0 when this relay's /healthz answers 200")):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("-c", "--config", metavar="FILE",
+                         help=f"configuration file (default: $RELAY_CONFIG, then {DEFAULT_CONFIG})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = _config_path(args.config)
+    commands = {"run": cmd_run, "check": cmd_check, "probe": cmd_probe}
+    try:
+        return commands[args.command](path)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,193 @@
+"""A listening socket: accepts clients (bounded per wake-up), enforces connection limits
+and starts a Session for each client towards the backends the listener chooses."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from relay.config.model import BackendConfig, ListenerConfig
+from relay.core.balance import make_balancer
+from relay.logs import log
+from relay.net.reactor import EPOLLIN, Reactor
+from relay.net.resolve import SockAddr
+from relay.net.session import Session
+
+if TYPE_CHECKING:
+    from relay.net.buffers import BufferPool
+    from relay.net.server import RelayServer
+    from relay.net.splice import PipePool
+
+ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
+ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
+_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _somaxconn() -> int:
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(128, int(f.read()))
+    except (OSError, ValueError):
+        return 4096
+
+
+class Backend:
+    """A backend as the data path sees it: where it is and what it is doing."""
+
+    def __init__(self, config: BackendConfig, target: SockAddr) -> None:
+        self.config = config
+        self.name = config.name
+        self.target = target
+        self.active = 0
+        self.bytes_up = 0  # client -> backend, sessions closed so far
+        self.bytes_down = 0
+        self.connect_errors: Counter[str] = Counter()
+
+
+class Listener:
+    def __init__(self, server: RelayServer, config: ListenerConfig, address: SockAddr,
+                 backends: list[Backend]) -> None:
+        self.server = server
+        self.reactor: Reactor = server.reactor
+        self.config = config
+        self.name = config.name
+        self.address = address
+        self.backends = backends
+        self.balancer = make_balancer(config.balance)
+        self.pipes: PipePool = server.pipes
+        self.buffers: BufferPool = server.buffers
+        self.use_splice = server.use_splice
+        self.sock: socket.socket | None = None
+        self.active = 0
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self._paused = False
+        self._pause_logged = False
+
+    # -- the listening socket -------------------------------------------------
+
+    def open(self) -> None:
+        """Bind and listen; OSError (e.g. address in use) goes to the caller."""
+        sock = socket.socket(self.address.family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(self.address.sockaddr)
+            sock.listen(_somaxconn())
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        self.bound = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+        self.reactor.register(sock.fileno(), EPOLLIN, self)
+        log.info("listener_open", listener=self.name, address=self.bound)
+
+    def close(self) -> None:
+        """Stop accepting: the socket is closed so a load balancer in front sees it at once."""
+        if self.sock is not None:
+            self.reactor.unregister(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def on_event(self, fd: int, events: int) -> None:
+        sock = self.sock
+        if sock is None or self._paused:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                cfd, addr = sock._accept()  # type: ignore[attr-defined]
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRORS:
+                    self._pause(exc)
+                    return
+                continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
+            self._pause_logged = False
+            self._admit(socket.socket(sock.family, socket.SOCK_STREAM, 0, cfd), addr)
+
+    def on_crash(self, exc: BaseException) -> None:
+        pass  # the accept loop keeps no per-client state to clean
+
+    def _admit(self, client: socket.socket, addr: tuple[str, int]) -> None:
+        self.accepted += 1
+        server = self.server
+        if self.active >= self.config.max_connections or server.active >= server.max_connections:
+            self.rejected["max_connections"] += 1
+            client.close()
+            return
+        client.setblocking(False)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.active += 1
+        server.active += 1
+        peer = f"{addr[0]}:{addr[1]}"
+        session = Session(self, client, peer)
+        server.sessions.add(session)
+        if log.debug_enabled:
+            log.debug("session_open", listener=self.name, client=peer)
+        session.start(self.candidates())
+
+    def _pause(self, exc: OSError) -> None:
+        self.rejected["accept_error"] += 1
+        if not self._pause_logged:
+            self._pause_logged = True
+            log.warning("accept_paused", listener=self.name, error=os.strerror(exc.errno or 0),
+                        seconds=ACCEPT_PAUSE)
+        self._paused = True
+        assert self.sock is not None
+        self.reactor.modify(self.sock.fileno(), 0)
+        self.reactor.call_later(ACCEPT_PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self.sock is not None:
+            self.reactor.modify(self.sock.fileno(), EPOLLIN)
+
+    # -- choosing backends ------------------------------------------------------
+
+    def candidates(self) -> list[Backend]:
+        """Backends to try for a new session, best first: the lowest tier, in balance order."""
+        backends = self.backends
+        tier = min(b.config.tier for b in backends)
+        positions = [i for i, b in enumerate(backends) if b.config.tier == tier]
+        weights = [b.config.weight for b in backends]
+        active = [b.active for b in backends]
+        return [backends[i] for i in self.balancer.order(positions, weights, active)]
+
+    # -- session callbacks --------------------------------------------------------
+
+    def connected(self, session: Session, backend: Backend) -> None:
+        backend.active += 1
+
+    def connect_failed(self, session: Session, backend: Backend, reason: str, err: int) -> None:
+        backend.connect_errors[reason] += 1
+        log.warning("connect_failed", listener=self.name, backend=backend.name,
+                    address=backend.target.text, client=session.client_addr, reason=reason,
+                    error=os.strerror(err) if err else reason)
+
+    def session_closed(self, session: Session, was_relaying: bool) -> None:
+        self.active -= 1
+        self.server.session_closed(session)
+        backend = session.backend
+        up = session.up.bytes if session.up else 0
+        down = session.down.bytes if session.down else 0
+        if was_relaying and backend is not None:
+            backend.active -= 1
+            backend.bytes_up += up
+            backend.bytes_down += down
+        if session.cause == "no_backend" or session.cause.startswith("connect_failed"):
+            self.rejected["no_backend"] += 1
+        if self.config.access_log or log.debug_enabled:
+            fields = dict(listener=self.name, client=session.client_addr,
+                          backend=backend.name if backend else "-", bytes_up=up,
+                          bytes_down=down,
+                          duration=round(self.reactor.now - session.opened, 6),
+                          cause=session.cause)
+            if self.config.access_log:
+                log.info("access", **fields)
+            else:
+                log.debug("session_close", **fields)

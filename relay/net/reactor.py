@@ -1,0 +1,185 @@
+"""The epoll reactor: file descriptor events, timers, deferred calls and signals.
+
+One loop per process. Handlers are objects with ``on_event(fd, events)``; an
+exception escaping a handler is logged and handed to its ``on_crash`` so one
+connection's bug never stops the loop. Signals are only recorded by the C-level
+handler (through ``signal.set_wakeup_fd``); their Python callbacks run in the
+loop like any other event.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from relay.logs import log
+from relay.net.timers import Timer, TimerHeap
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+EPOLLERR = select.EPOLLERR
+EPOLLHUP = select.EPOLLHUP
+EPOLLRDHUP = select.EPOLLRDHUP
+EPOLLET = select.EPOLLET
+
+MAX_EVENTS = 1024
+
+
+class Handler(Protocol):
+    def on_event(self, fd: int, events: int) -> None: ...
+
+    def on_crash(self, exc: BaseException) -> None: ...
+
+
+class _SignalPipe:
+    """Reads the signal numbers the C handler wrote to the wakeup socket."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self.rsock, self.wsock = socket.socketpair()
+        self.rsock.setblocking(False)
+        self.wsock.setblocking(False)
+        self.callbacks: dict[int, Callable[[int], None]] = {}
+        self.previous_wakeup = signal.set_wakeup_fd(self.wsock.fileno(), warn_on_full_buffer=False)
+        reactor.register(self.rsock.fileno(), EPOLLIN, self)
+
+    def on_event(self, fd: int, events: int) -> None:
+        try:
+            data = self.rsock.recv(4096)
+        except BlockingIOError:
+            return
+        for signum in data:
+            callback = self.callbacks.get(signum)
+            if callback is not None:
+                callback(signum)
+
+    def on_crash(self, exc: BaseException) -> None:
+        pass
+
+    def close(self) -> None:
+        for signum in self.callbacks:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(self.previous_wakeup)
+        self.reactor.unregister(self.rsock.fileno())
+        self.rsock.close()
+        self.wsock.close()
+
+
+def _record_only(signum: int, frame: object) -> None:
+    """Python-level handler: does nothing; the wakeup fd already carries the signal to the loop."""
+
+
+class Reactor:
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._handlers: dict[int, Handler] = {}
+        self._timers = TimerHeap()
+        self._soon: deque[Callable[[], None]] = deque()
+        self._signals: _SignalPipe | None = None
+        self._running = False
+        self.now = time.monotonic()
+        self.iterations = 0  # loop turns; /healthz watches it move
+
+    # -- file descriptors -------------------------------------------------
+
+    def register(self, fd: int, mask: int, handler: Handler) -> None:
+        self._epoll.register(fd, mask)
+        self._handlers[fd] = handler
+
+    def modify(self, fd: int, mask: int) -> None:
+        self._epoll.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        """Forget fd; must be called before the fd is closed (a closed fd stays in epoll otherwise)."""
+        if self._handlers.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    # -- time -------------------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self._timers.add(self.now + delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        return self._timers.add(when, callback)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run callback on the next turn of the loop, before it waits for events."""
+        self._soon.append(callback)
+
+    # -- signals ----------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, callback: Callable[[int], None]) -> None:
+        if self._signals is None:
+            self._signals = _SignalPipe(self)
+        self._signals.callbacks[signum] = callback
+        signal.signal(signum, _record_only)
+
+    # -- the loop ---------------------------------------------------------
+
+    def stop(self) -> None:
+        self._running = False
+
+    def run(self) -> None:
+        self._running = True
+        poll = self._epoll.poll
+        handlers = self._handlers
+        timers = self._timers
+        soon = self._soon
+        monotonic = time.monotonic
+        while self._running:
+            if soon:
+                timeout = 0.0
+            else:
+                deadline = timers.next_deadline()
+                timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
+            events = poll(timeout, MAX_EVENTS)
+            self.now = monotonic()
+            self.iterations += 1
+            for fd, mask in events:
+                handler = handlers.get(fd)
+                if handler is not None:
+                    try:
+                        handler.on_event(fd, mask)
+                    except Exception as exc:  # one connection's bug must not stop the loop
+                        self._crashed(handler, exc)
+            for _ in range(len(soon)):
+                callback = soon.popleft()
+                try:
+                    callback()
+                except Exception as exc:
+                    log.exception("internal_error", exc, where="deferred call")
+            if timers:
+                for timer in timers.pop_due(self.now):
+                    try:
+                        timer.callback()
+                    except Exception as exc:
+                        log.exception("internal_error", exc, where="timer")
+
+    def _crashed(self, handler: Handler, exc: BaseException) -> None:
+        log.exception("internal_error", exc, where=type(handler).__name__)
+        try:
+            handler.on_crash(exc)
+        except Exception as exc2:
+            log.exception("internal_error", exc2, where="on_crash")
+
+    def close(self) -> None:
+        if self._signals is not None:
+            self._signals.close()
+            self._signals = None
+        self._epoll.close()
+
+
+def close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

@@ -1,0 +1,35 @@
+"""Turn configured host:port addresses into socket addresses (the DNS edge)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from relay.config.model import Address
+
+
+@dataclass(frozen=True)
+class SockAddr:
+    family: int
+    sockaddr: tuple[str, int] | tuple[str, int, int, int]
+
+    @property
+    def text(self) -> str:
+        host, port = self.sockaddr[0], self.sockaddr[1]
+        return f"[{host}]:{port}" if self.family == socket.AF_INET6 else f"{host}:{port}"
+
+
+class ResolveError(Exception):
+    pass
+
+
+def resolve(address: Address, *, passive: bool = False) -> SockAddr:
+    """First stream address of host:port; IPv4 preferred for names that have both."""
+    flags = socket.AI_PASSIVE if passive else 0
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM, 0, flags)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolveError(f"cannot resolve {address.host!r}: {exc}") from None
+    infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
+    family, _, _, _, sockaddr = infos[0]
+    return SockAddr(int(family), sockaddr)  # type: ignore[arg-type]

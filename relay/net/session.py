@@ -1,0 +1,411 @@
+"""One client session: connect to a backend, then move bytes both ways until both ends finish.
+
+The data path is edge-triggered: each socket is registered once (IN|OUT|RDHUP|ET)
+and never modified; readiness is remembered in ``End.readable``/``End.writable``
+and cleared only when the kernel answers EAGAIN. So no epoll_ctl happens while
+bytes flow, and backpressure is simply "don't read from a side whose bytes have
+nowhere to go": the kernel's socket buffers fill and TCP's window closes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING
+
+from relay.logs import log
+from relay.net import connect
+from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
+from relay.net.splice import SPLICE_FLAGS, Pipe
+
+if TYPE_CHECKING:
+    from relay.net.listener import Backend, Listener
+    from relay.net.timers import Timer
+
+_MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+_READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+# Direction.pump results
+IDLE, MORE, SRC_RESET, DST_RESET = 0, 1, 2, 3
+BUDGET = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot starve the rest
+
+CONNECTING, RELAYING, CLOSED = 0, 1, 2
+
+splice = getattr(os, "splice", None)
+
+
+class End:
+    """One socket of a session and what the kernel last told us about it."""
+
+    __slots__ = ("fd", "readable", "sock", "writable")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.readable = False
+        self.writable = False
+
+
+class Direction:
+    """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
+
+    __slots__ = ("buf", "bytes", "dst", "end", "eof", "full", "pending", "pipe", "pools",
+                 "shut", "src", "start", "use_splice")
+
+    def __init__(self, src: End, dst: End, pools: Listener, use_splice: bool) -> None:
+        self.src = src
+        self.dst = dst
+        self.pools = pools
+        self.use_splice = use_splice and splice is not None
+        self.pipe: Pipe | None = None
+        self.pending = 0  # bytes in the pipe
+        self.full = False  # the pipe refused more (it counts slots, not bytes)
+        self.buf: bytearray | None = None
+        self.start = 0  # buf[start:end] is waiting for dst
+        self.end = 0
+        self.eof = False  # src has sent FIN
+        self.shut = False  # FIN passed on to dst: this direction is finished
+        self.bytes = 0  # delivered to dst
+
+    def pump(self) -> int:
+        if self.use_splice and self.end == self.start:
+            return self._pump_splice()
+        return self._pump_copy()
+
+    def _pump_splice(self) -> int:
+        src, dst = self.src, self.dst
+        for _ in range(BUDGET):
+            progressed = False
+            pipe = self.pipe
+            if pipe is not None and self.pending and dst.writable:
+                try:
+                    n = splice(pipe.rfd, dst.fd, self.pending, flags=SPLICE_FLAGS)  # type: ignore[misc]
+                except BlockingIOError:
+                    dst.writable = False
+                except OSError:
+                    return DST_RESET
+                else:
+                    self.pending -= n
+                    self.bytes += n
+                    self.full = False
+                    progressed = True
+                    if not self.pending:
+                        self.pools.pipes.release(pipe)
+                        self.pipe = pipe = None
+            if not self.eof and src.readable and not self.full:
+                if pipe is not None and self.pending >= pipe.capacity:
+                    self.full = True  # a zero-length splice would read as EOF
+                    continue
+                if pipe is None:
+                    pipe = self.pipe = self.pools.pipes.acquire()
+                    if pipe is None:  # no pipe to be had: this chunk goes through a buffer
+                        return self._pump_copy()
+                try:
+                    n = splice(src.fd, pipe.wfd, pipe.capacity - self.pending,  # type: ignore[misc]
+                               flags=SPLICE_FLAGS)
+                except BlockingIOError:
+                    # EAGAIN: the socket is empty, or the pipe ran out of slots.
+                    if self.pending:
+                        self.full = True
+                    else:
+                        src.readable = False
+                        self.pools.pipes.release(pipe)
+                        self.pipe = None
+                except OSError as exc:
+                    if exc.errno in _SPLICE_UNSUPPORTED and not self.pending:
+                        self.use_splice = False  # e.g. a socket type splice cannot read
+                        self.pools.pipes.release(pipe)
+                        self.pipe = None
+                        return self._pump_copy()
+                    return SRC_RESET
+                else:
+                    if n:
+                        self.pending += n
+                        progressed = True
+                    else:
+                        self.eof = True
+                        if not self.pending:
+                            self.pools.pipes.release(pipe)
+                            self.pipe = None
+            if self.eof and not self.pending:
+                return self._finish()
+            if not progressed:
+                return IDLE
+        return MORE
+
+    def _pump_copy(self) -> int:
+        src, dst = self.src, self.dst
+        for _ in range(BUDGET):
+            progressed = False
+            buf = self.buf
+            if buf is not None and self.end > self.start and dst.writable:
+                try:
+                    n = dst.sock.send(memoryview(buf)[self.start:self.end])
+                except BlockingIOError:
+                    dst.writable = False
+                except OSError:
+                    return DST_RESET
+                else:
+                    self.bytes += n
+                    self.start += n
+                    progressed = True
+                    if self.start == self.end:
+                        self.start = self.end = 0
+                        self.pools.buffers.release(buf)
+                        self.buf = buf = None
+                        if self.use_splice:  # the buffer was a stop-gap; back to pipes
+                            return MORE
+            if not self.eof and src.readable and self.end == 0:
+                if buf is None:
+                    buf = self.buf = self.pools.buffers.acquire()
+                try:
+                    n = src.sock.recv_into(buf)
+                except BlockingIOError:
+                    src.readable = False
+                except OSError:
+                    return SRC_RESET
+                else:
+                    if n:
+                        self.end = n
+                        progressed = True
+                    else:
+                        self.eof = True
+                if self.end == 0:
+                    self.pools.buffers.release(buf)
+                    self.buf = None
+            if self.eof and self.end == 0:
+                return self._finish()
+            if not progressed:
+                return IDLE
+        return MORE
+
+    def _finish(self) -> int:
+        if not self.shut:
+            self.shut = True
+            try:
+                self.dst.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # dst already gone; its own events will tell
+        return IDLE
+
+    def release(self) -> None:
+        """Give back pipe and buffer; a pipe that still holds bytes is closed, not reused."""
+        if self.pipe is not None:
+            if self.pending:
+                self.pools.pipes.discard(self.pipe)
+            else:
+                self.pools.pipes.release(self.pipe)
+            self.pipe = None
+            self.pending = 0
+        if self.buf is not None:
+            self.pools.buffers.release(self.buf)
+            self.buf = None
+
+
+class Session:
+    __slots__ = ("__weakref__", "attempts", "backend", "candidates", "cause", "client",
+                 "client_addr", "connect_timer", "down", "idle_timer", "last_active",
+                 "listener", "opened", "reactor", "scheduled", "server_end", "state", "up")
+
+    def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
+        self.listener = listener
+        self.reactor = listener.reactor
+        self.client = End(client)
+        self.client_addr = client_addr
+        self.server_end: End | None = None
+        self.backend: Backend | None = None
+        self.candidates: list[Backend] = []
+        self.attempts = 0
+        self.state = CONNECTING
+        self.up: Direction | None = None  # client -> backend
+        self.down: Direction | None = None  # backend -> client
+        self.connect_timer: Timer | None = None
+        self.idle_timer: Timer | None = None
+        self.opened = self.last_active = self.reactor.now
+        self.scheduled = False
+        self.cause = ""
+        self.reactor.register(self.client.fd, _MASK, self)
+
+    # -- connecting -------------------------------------------------------
+
+    def start(self, candidates: list[Backend]) -> None:
+        self.candidates = candidates
+        if not candidates:
+            self.close("no_backend")
+            return
+        self._connect(candidates[0])
+
+    def _connect(self, backend: Backend) -> None:
+        self.backend = backend
+        self.attempts += 1
+        try:
+            sock, err = connect.start_connect(backend.target)
+        except OSError as exc:  # no socket to be had (EMFILE...): fail this attempt
+            self._connect_failed(exc.errno or 0)
+            return
+        self.server_end = End(sock)
+        if err not in (0, errno.EINPROGRESS):
+            self._connect_failed(err)
+            return
+        self.reactor.register(self.server_end.fd, _MASK, self)
+        self.connect_timer = self.reactor.call_later(
+            self.listener.config.connect_timeout, self._connect_timed_out)
+        if err == 0:
+            self._connected()
+
+    def _connect_timed_out(self) -> None:
+        self.connect_timer = None
+        if self.state == CONNECTING:
+            self._connect_failed(errno.ETIMEDOUT)
+
+    def _connect_failed(self, err: int) -> None:
+        backend = self.backend
+        assert backend is not None
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+        self._drop_server_end(reset=False)
+        reason = connect.classify(err)
+        self.listener.connect_failed(self, backend, reason, err)
+        self.close("connect_failed:" + reason)
+
+    def _connected(self) -> None:
+        backend = self.backend
+        server_end = self.server_end
+        assert backend is not None and server_end is not None
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+        self.state = RELAYING
+        self.listener.connected(self, backend)
+        use_splice = self.listener.use_splice
+        self.up = Direction(self.client, server_end, self.listener, use_splice)
+        self.down = Direction(server_end, self.client, self.listener, use_splice)
+        self.last_active = self.reactor.now
+        idle = self.listener.config.idle_timeout
+        if idle is not None:
+            self.idle_timer = self.reactor.call_later(idle, self._idle_check)
+        self._pump()
+
+    # -- events -----------------------------------------------------------
+
+    def on_event(self, fd: int, events: int) -> None:
+        client = self.client
+        end = client if fd == client.fd else self.server_end
+        if end is None or self.state == CLOSED:
+            return
+        if events & EPOLLERR:
+            err = end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if self.state == CONNECTING:
+                if end is not client:
+                    self._connect_failed(err or errno.ECONNREFUSED)
+                    return
+                if err:
+                    self.close("client_reset")
+                    return
+            elif err:
+                self._reset(from_client=end is client)
+                return
+        if events & _READABLE:
+            end.readable = True
+        if events & _WRITABLE:
+            end.writable = True
+        if self.state == CONNECTING:
+            if end is not client and events & (EPOLLOUT | EPOLLHUP):
+                err = end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self._connect_failed(err)
+                else:
+                    self._connected()
+            return
+        self._pump()
+
+    def on_crash(self, exc: BaseException) -> None:
+        self.close("internal_error", reset=True)
+
+    def _resume(self) -> None:
+        self.scheduled = False
+        if self.state == RELAYING:
+            self._pump()
+
+    def _pump(self) -> None:
+        up, down = self.up, self.down
+        assert up is not None and down is not None
+        before = up.bytes + down.bytes
+        result = up.pump()
+        if result >= SRC_RESET:
+            self._reset(from_client=result == SRC_RESET)
+            return
+        result2 = down.pump()
+        if result2 >= SRC_RESET:
+            self._reset(from_client=result2 == DST_RESET)
+            return
+        if up.bytes + down.bytes != before:
+            self.last_active = self.reactor.now
+        if not self.cause and (up.eof or down.eof):
+            self.cause = "client_eof" if up.eof else "backend_eof"  # who finished first
+        if up.shut and down.shut:
+            self.close(self.cause)
+        elif (result | result2) == MORE and not self.scheduled:
+            self.scheduled = True
+            self.reactor.call_soon(self._resume)
+
+    def _reset(self, from_client: bool) -> None:
+        """One side reset: reset the other so its peer sees the failure too."""
+        self.close("client_reset" if from_client else "backend_reset",
+                   reset_client=not from_client, reset_backend=from_client)
+
+    def _idle_check(self) -> None:
+        self.idle_timer = None
+        if self.state != RELAYING:
+            return
+        idle = self.listener.config.idle_timeout
+        assert idle is not None
+        quiet = self.reactor.now - self.last_active
+        if quiet >= idle:
+            self.close("idle_timeout")
+        else:
+            self.idle_timer = self.reactor.call_later(idle - quiet, self._idle_check)
+
+    # -- closing ----------------------------------------------------------
+
+    def _drop_server_end(self, reset: bool) -> None:
+        end = self.server_end
+        if end is None:
+            return
+        self.server_end = None
+        self.reactor.unregister(end.fd)
+        _close(end.sock, reset)
+
+    def close(self, cause: str, reset: bool = False, reset_client: bool = False,
+              reset_backend: bool = False) -> None:
+        if self.state == CLOSED:
+            return
+        was_relaying = self.state == RELAYING
+        self.state = CLOSED
+        self.cause = cause
+        for timer in (self.connect_timer, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self.connect_timer = self.idle_timer = None
+        for direction in (self.up, self.down):
+            if direction is not None:
+                direction.release()
+        self._drop_server_end(reset or reset_backend)
+        self.reactor.unregister(self.client.fd)
+        _close(self.client.sock, reset or reset_client)
+        self.listener.session_closed(self, was_relaying)
+
+
+def _close(sock: socket.socket, reset: bool) -> None:
+    if reset:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+    sock.close()
