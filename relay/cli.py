@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import resource
 import sys
 from collections.abc import Sequence
 
@@ -82,12 +83,29 @@ def cmd_check(path: str) -> int:
     return EXIT_OK
 
 
+def _raise_fd_limit(config: Config) -> None:
+    """Take the hard RLIMIT_NOFILE as the soft one (as HAProxy does); warn if it is still short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            pass
+    needed = 2 * config.runtime.max_connections + 64
+    if soft < needed:
+        log.warning("fd_limit_low", nofile=soft, needed=needed,
+                    effect="accept pauses when descriptors run out")
+
+
 def cmd_run(path: str) -> int:
     from relay.net.server import RelayServer
 
     config = load_config(path)
     resolved = resolve_all(config)
     log.configure(config.runtime.log_format, config.runtime.log_level)
+    _raise_fd_limit(config)
     if config.runtime.workers != 1:
         log.warning("workers_not_supported_yet", workers=config.runtime.workers or "auto",
                     running=1)

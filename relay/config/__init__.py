@@ -2,8 +2,8 @@
 
 from relay.config.load import load_config, parse_config
 from relay.config.model import (
-    AdminConfig,
     Address,
+    AdminConfig,
     BackendConfig,
     Config,
     HealthConfig,

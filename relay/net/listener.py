@@ -104,6 +104,7 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRORS:
+                    self.rejected["accept_error"] += 1
                     self._pause(exc)
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
@@ -131,8 +132,13 @@ class Listener:
             log.debug("session_open", listener=self.name, client=peer)
         session.start(self.candidates())
 
+    def out_of_fds(self, exc: OSError) -> None:
+        """A session could not get a socket: every listener rests, as on EMFILE at accept."""
+        for listener in self.server.listeners:
+            if listener.sock is not None and not listener._paused:
+                listener._pause(exc)
+
     def _pause(self, exc: OSError) -> None:
-        self.rejected["accept_error"] += 1
         if not self._pause_logged:
             self._pause_logged = True
             log.warning("accept_paused", listener=self.name, error=os.strerror(exc.errno or 0),
@@ -181,6 +187,8 @@ class Listener:
             backend.bytes_down += down
         if session.cause == "no_backend" or session.cause.startswith("connect_failed"):
             self.rejected["no_backend"] += 1
+        elif session.cause == "local_error":
+            self.rejected["accept_error"] += 1
         if self.config.access_log or log.debug_enabled:
             fields = dict(listener=self.name, client=session.client_addr,
                           backend=backend.name if backend else "-", bytes_up=up,

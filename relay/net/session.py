@@ -245,8 +245,9 @@ class Session:
         self.attempts += 1
         try:
             sock, err = connect.start_connect(backend.target)
-        except OSError as exc:  # no socket to be had (EMFILE...): fail this attempt
-            self._connect_failed(exc.errno or 0)
+        except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
+            self.listener.out_of_fds(exc)
+            self.close("local_error")
             return
         self.server_end = End(sock)
         if err not in (0, errno.EINPROGRESS):

@@ -1,0 +1,229 @@
+"""The data path through a real relay process: integrity, half-close, resets, backpressure, idle."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import one_listener
+from tests.support.servers import ThreadServer, recv_all, reset
+
+MiB = 1 << 20
+
+
+def _exchange(port: int, payload: bytes) -> bytes:
+    """Send payload (then EOF) while reading everything back; returns what came back."""
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(recv_all(conn)))
+        reader.start()
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        reader.join(120)
+        assert not reader.is_alive()
+    return got[0]
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_64_mib_each_way_arrive_byte_exact(echo, start_relay, splice):
+    relay = start_relay(one_listener(echo.port), runtime={"splice": splice})
+    payload = os.urandom(64 * MiB)
+    back = _exchange(relay.port(), payload)
+    assert len(back) == len(payload)
+    assert hashlib.sha256(back).hexdigest() == hashlib.sha256(payload).hexdigest()
+    started = relay.wait_event(lambda e: e.get("event") == "relay_started")
+    assert started["splice"] == ("on" if splice == "auto" else "off")
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_distinct_streams_each_way_are_not_mixed(start_relay, splice):
+    """Upstream and downstream carry different bytes at the same time; each arrives whole."""
+    down_payload = os.urandom(8 * MiB)
+    seen_up: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        sender = threading.Thread(target=conn.sendall, args=(down_payload,))
+        sender.start()
+        seen_up.append(recv_all(conn))
+        sender.join()
+        conn.shutdown(socket.SHUT_WR)
+        conn.close()
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port), runtime={"splice": splice})
+        up_payload = os.urandom(8 * MiB)
+        back = _exchange(relay.port(), up_payload)
+        assert hashlib.sha256(back).digest() == hashlib.sha256(down_payload).digest()
+        assert hashlib.sha256(seen_up[0]).digest() == hashlib.sha256(up_payload).digest()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_half_close_answer_after_client_eof_arrives_whole(start_relay, splice):
+    answer = os.urandom(3 * MiB)
+
+    def handler(conn: socket.socket) -> None:
+        request = recv_all(conn)  # only returns at the client's EOF
+        conn.sendall(hashlib.sha256(request).digest() + answer)
+        conn.close()
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port), runtime={"splice": splice})
+        request = os.urandom(MiB)
+        with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+            conn.sendall(request)
+            conn.shutdown(socket.SHUT_WR)
+            reply = recv_all(conn)
+        assert reply[:32] == hashlib.sha256(request).digest()
+        assert reply[32:] == answer
+    finally:
+        server.close()
+
+
+def test_backend_eof_first_client_can_still_send(start_relay):
+    """The backend finishes its direction first; the client's later bytes still reach it."""
+    got: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(b"banner\n")
+        conn.shutdown(socket.SHUT_WR)
+        got.append(recv_all(conn))
+        conn.close()
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port))
+        with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+            assert recv_all(conn) == b"banner\n"
+            conn.sendall(b"late words")
+            conn.shutdown(socket.SHUT_WR)
+            assert conn.recv(10) == b""  # the session ends once both directions ended
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [b"late words"]
+    finally:
+        server.close()
+
+
+def test_backend_reset_reaches_client_as_reset(start_relay):
+    def handler(conn: socket.socket) -> None:
+        conn.recv(100)
+        reset(conn)
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port))
+        with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+            conn.sendall(b"hello")
+            conn.settimeout(10)
+            with pytest.raises(ConnectionResetError):
+                while conn.recv(100):
+                    pass
+        relay.wait_event(lambda e: e.get("event") == "relay_started")
+    finally:
+        server.close()
+
+
+def test_client_reset_reaches_backend_as_reset(start_relay):
+    outcome: list[str] = []
+
+    def handler(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            while conn.recv(100):
+                pass
+            outcome.append("eof")
+        except ConnectionResetError:
+            outcome.append("reset")
+        except OSError as exc:
+            outcome.append(repr(exc))
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port))
+        conn = socket.create_connection(("127.0.0.1", relay.port()))
+        conn.sendall(b"hello")
+        time.sleep(0.2)
+        reset(conn)
+        deadline = time.monotonic() + 10
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert outcome == ["reset"]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_client_that_never_reads_keeps_relay_memory_bounded(start_relay, splice):
+    """The backend floods, the client never reads: relay must stop reading, not buffer."""
+    sent = [0]
+    stop = threading.Event()
+    chunk = b"x" * (256 * 1024)
+
+    def handler(conn: socket.socket) -> None:
+        conn.settimeout(0.5)
+        while not stop.is_set() and sent[0] < 2048 * MiB:
+            try:
+                sent[0] += conn.send(chunk)
+            except TimeoutError:
+                continue
+
+    server = ThreadServer(handler)
+    try:
+        relay = start_relay(one_listener(server.port), runtime={"splice": splice})
+        rss_before = relay.rss_kib()
+        conn = socket.create_connection(("127.0.0.1", relay.port()))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        try:
+            conn.sendall(b"go")
+            # wait until the flood stalls: the sender stops making progress
+            last, deadline = -1, time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                if sent[0] == last:
+                    break
+                last = sent[0]
+            rss_after = relay.rss_kib()
+        finally:
+            stop.set()
+            conn.close()
+        assert sent[0] < 64 * MiB, "relay kept reading although the client did not"
+        assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_idle_session_is_closed_after_idle_timeout(echo, start_relay):
+    relay = start_relay(one_listener(echo.port, idle_timeout="300ms", access_log=True))
+    with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+        conn.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        conn.settimeout(10)
+        t0 = time.monotonic()
+        assert conn.recv(10) == b""  # relay closed it
+        waited = time.monotonic() - t0
+    assert waited >= 0.25  # not before the timeout
+    access = relay.wait_event(lambda e: e.get("event") == "access")
+    assert access["cause"] == "idle_timeout"
+    assert access["bytes_up"] == 4 and access["bytes_down"] == 4
+
+
+def test_active_session_is_not_closed_by_idle_timeout(echo, start_relay):
+    relay = start_relay(one_listener(echo.port, idle_timeout="400ms"))
+    with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+        for _ in range(8):  # 1.6 s of traffic, never 400 ms quiet
+            conn.sendall(b"x")
+            assert conn.recv(1) == b"x"
+            time.sleep(0.2)
+        conn.sendall(b"still here")
+        assert conn.recv(10) == b"still here"

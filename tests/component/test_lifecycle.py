@@ -1,0 +1,119 @@
+"""Process lifecycle: SIGTERM/SIGINT drain, connect failures, exit codes."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.conftest import one_listener
+from tests.support.relayproc import RelayProcess, toml_config
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once closed
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_closes_listener_at_once_and_drains_sessions(echo, start_relay, signum):
+    relay = start_relay(one_listener(echo.port))
+    port = relay.port()
+    conn = socket.create_connection(("127.0.0.1", port))
+    try:
+        conn.sendall(b"before")
+        assert conn.recv(6) == b"before"
+        relay.signal(signum)
+        relay.wait_event(lambda e: e.get("event") == "shutdown", timeout=1.0)
+        deadline = time.monotonic() + 1.0
+        refused = False
+        while time.monotonic() < deadline and not refused:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                time.sleep(0.02)
+            except ConnectionRefusedError:
+                refused = True
+        assert refused, "listener still accepting a second after the signal"
+        conn.sendall(b"during drain")  # the open session goes on
+        assert conn.recv(12) == b"during drain"
+        assert relay.proc.poll() is None
+    finally:
+        conn.close()
+    assert relay.wait(10) == 0
+
+
+def test_shutdown_grace_ends_sessions_that_do_not_finish(echo, start_relay):
+    relay = start_relay(one_listener(echo.port, access_log=True),
+                        runtime={"shutdown_grace": "500ms"})
+    with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+        conn.sendall(b"x")
+        assert conn.recv(1) == b"x"
+        t0 = time.monotonic()
+        relay.signal(signal.SIGTERM)
+        conn.settimeout(10)
+        assert conn.recv(1) == b""
+        assert time.monotonic() - t0 >= 0.4
+    assert relay.wait(10) == 0
+    access = relay.wait_event(lambda e: e.get("event") == "access")
+    assert access["cause"] == "shutdown"
+
+
+def test_refused_backend_closes_client_and_logs_reason(start_relay):
+    relay = start_relay(one_listener(_closed_port()))
+    with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+        conn.settimeout(10)
+        try:
+            assert conn.recv(1) == b""
+        except ConnectionResetError:
+            pass
+    event = relay.wait_event(lambda e: e.get("event") == "connect_failed")
+    assert event["reason"] == "refused"
+    assert event["backend"] == "b1"
+
+
+def test_connect_timeout_is_classified_as_timeout(start_relay):
+    # A listener whose accept queue is full: further SYNs are dropped, so connects hang.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                fillers.append(s)
+            time.sleep(0.1)
+            relay = start_relay(one_listener(port, connect_timeout="300ms"))
+            with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+                conn.settimeout(10)
+                try:
+                    conn.recv(1)
+                except ConnectionResetError:
+                    pass
+            event = relay.wait_event(lambda e: e.get("event") == "connect_failed")
+            assert event["reason"] == "timeout"
+        finally:
+            for s in fillers:
+                s.close()
+
+
+def test_port_in_use_is_a_config_error_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        text = toml_config([{"name": "x", "listen": f"127.0.0.1:{port}",
+                             "backends": [{"name": "b", "address": "127.0.0.1:1"}]}])
+        relay = RelayProcess(text, tmp_path)
+        try:
+            assert relay.wait(15) == 2
+            relay._reader.join(5)
+            assert any("listener[0].listen" in line and "in use" in line for line in relay.raw)
+            assert not any("Traceback" in line for line in relay.raw)
+        finally:
+            relay.stop()

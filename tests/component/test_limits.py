@@ -1,0 +1,141 @@
+"""Connection limits, many sessions, fd exhaustion and fd hygiene."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+
+import pytest
+
+from tests.conftest import one_listener
+
+
+@pytest.fixture(autouse=True)
+def _enough_fds_for_the_test_process():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _is_closed_by_peer(conn: socket.socket) -> bool:
+    conn.settimeout(5)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _echo_ok(port: int, message: bytes = b"hello") -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            data = conn.recv(len(message) - len(got))
+            assert data, "closed before the echo came back"
+            got += data
+        assert got == message
+
+
+def test_listener_max_connections_closes_excess_clients(echo, start_relay):
+    relay = start_relay(one_listener(echo.port, max_connections=3))
+    conns = [socket.create_connection(("127.0.0.1", relay.port())) for _ in range(3)]
+    try:
+        for conn in conns:
+            conn.sendall(b"a")
+            assert conn.recv(1) == b"a"
+        with socket.create_connection(("127.0.0.1", relay.port())) as extra:
+            assert _is_closed_by_peer(extra)
+        # the three admitted sessions are unaffected
+        for conn in conns:
+            conn.sendall(b"b")
+            assert conn.recv(1) == b"b"
+    finally:
+        for conn in conns:
+            conn.close()
+    time.sleep(0.3)
+    _echo_ok(relay.port())  # room again once they closed
+
+
+def test_global_max_connections_counts_all_listeners(echo, start_relay):
+    backends = [{"name": "b1", "address": f"127.0.0.1:{echo.port}"}]
+    relay = start_relay(
+        [{"name": "a", "listen": "127.0.0.1:0", "backends": backends},
+         {"name": "b", "listen": "127.0.0.1:0", "backends": backends}],
+        runtime={"max_connections": 2})
+    first = socket.create_connection(("127.0.0.1", relay.port("a")))
+    second = socket.create_connection(("127.0.0.1", relay.port("b")))
+    try:
+        for conn in (first, second):
+            conn.sendall(b"x")
+            assert conn.recv(1) == b"x"
+        with socket.create_connection(("127.0.0.1", relay.port("b"))) as extra:
+            assert _is_closed_by_peer(extra)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_2000_concurrent_sessions(echo, start_relay):
+    relay = start_relay(one_listener(echo.port))
+    conns = []
+    try:
+        for _ in range(2000):
+            conns.append(socket.create_connection(("127.0.0.1", relay.port()), timeout=30))
+        for i, conn in enumerate(conns):
+            conn.sendall(b"%06d" % i)
+        for i, conn in enumerate(conns):
+            got = b""
+            while len(got) < 6:
+                data = conn.recv(6 - len(got))
+                assert data
+                got += data
+            assert got == b"%06d" % i
+        assert echo.accepted == 2000
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_low_fd_limit_flood_pauses_accept_and_recovers(echo, start_relay):
+    relay = start_relay(one_listener(echo.port), nofile=64)
+    flood = []
+    try:
+        for _ in range(300):  # far more than 64 fds' worth; the kernel queues them
+            flood.append(socket.create_connection(("127.0.0.1", relay.port()), timeout=10))
+        time.sleep(1.0)
+        relay.wait_event(lambda e: e.get("event") == "accept_paused")
+    finally:
+        for conn in flood:
+            conn.close()
+    time.sleep(1.0)
+    assert relay.proc.poll() is None, "relay died"
+    for i in range(20):
+        _echo_ok(relay.port(), b"after the flood %d" % i)
+
+
+def test_no_fd_left_behind_after_1000_sessions(echo, start_relay):
+    relay = start_relay(one_listener(echo.port))
+    _echo_ok(relay.port())  # warm up pools and lazily opened files
+    time.sleep(0.2)
+    before = relay.fds()
+    for i in range(1000):
+        _echo_ok(relay.port(), b"session %d" % i)
+    time.sleep(0.5)
+    after = relay.fds()
+    assert after == before, (before, after)
+    sockets = [l for l in _fd_targets(relay.pid) if l.startswith("socket:")]
+    assert len(sockets) <= 4, sockets  # listener + signal socketpair (+ admin later)
+
+
+def _fd_targets(pid: int) -> list[str]:
+    import os
+
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out

@@ -1,0 +1,60 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.relayproc import RelayProcess, toml_config
+from tests.support.servers import EchoServer
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_tool(name: str) -> str:
+    """Path of a real tool; a missing tool skips locally but fails under CI=true."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoServer]:
+    server = EchoServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path) -> Iterator[Any]:
+    """start_relay(listeners, runtime=None, nofile=None) -> a ready RelayProcess, stopped after."""
+    started: list[RelayProcess] = []
+
+    def start(listeners: list[dict[str, object]], runtime: dict[str, object] | None = None,
+              nofile: int | None = None, wait: bool = True) -> RelayProcess:
+        text = toml_config(listeners, runtime)
+        proc = RelayProcess(text, tmp_path, nofile=nofile)
+        started.append(proc)
+        return proc.wait_ready(len(listeners)) if wait else proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def one_listener(port: int, **settings: object) -> list[dict[str, object]]:
+    """A listener 'test' on an ephemeral port in front of one backend on 127.0.0.1:port."""
+    listener: dict[str, object] = {"name": "test", "listen": "127.0.0.1:0"}
+    listener.update(settings)
+    listener.setdefault("backends", [{"name": "b1", "address": f"127.0.0.1:{port}"}])
+    return [listener]
