@@ -9,7 +9,7 @@ loop like any other event.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import select
 import signal
 import socket
@@ -98,10 +98,8 @@ class Reactor:
     def unregister(self, fd: int) -> None:
         """Forget fd; must be called before the fd is closed (a closed fd stays in epoll otherwise)."""
         if self._handlers.pop(fd, None) is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
-            except (OSError, ValueError):
-                pass
 
     # -- time -------------------------------------------------------------
 
@@ -177,9 +175,3 @@ class Reactor:
             self._signals = None
         self._epoll.close()
 
-
-def close_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass

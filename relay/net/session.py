@@ -9,13 +9,13 @@ nowhere to go": the kernel's socket buffers fill and TCP's window closes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import struct
 from typing import TYPE_CHECKING
 
-from relay.logs import log
 from relay.net import connect
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
@@ -405,8 +405,6 @@ class Session:
 
 def _close(sock: socket.socket, reset: bool) -> None:
     if reset:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        except OSError:
-            pass
     sock.close()

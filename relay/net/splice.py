@@ -8,6 +8,7 @@ reach another session.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 
@@ -29,10 +30,8 @@ class Pipe:
 
     def close(self) -> None:
         for fd in (self.rfd, self.wfd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class PipePool:

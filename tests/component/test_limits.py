@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import time
@@ -125,7 +126,7 @@ def test_no_fd_left_behind_after_1000_sessions(echo, start_relay):
     time.sleep(0.5)
     after = relay.fds()
     assert after == before, (before, after)
-    sockets = [l for l in _fd_targets(relay.pid) if l.startswith("socket:")]
+    sockets = [t for t in _fd_targets(relay.pid) if t.startswith("socket:")]
     assert len(sockets) <= 4, sockets  # listener + signal socketpair (+ admin later)
 
 
@@ -134,8 +135,6 @@ def _fd_targets(pid: int) -> list[str]:
 
     out = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
+        with contextlib.suppress(OSError):
             out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            pass
     return out

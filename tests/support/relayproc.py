@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +78,8 @@ class RelayProcess:
             line = raw.decode(errors="replace").rstrip("\n")
             with self._cond:
                 self.raw.append(line)
-                try:
+                with contextlib.suppress(ValueError):
                     self.events.append(json.loads(line))
-                except ValueError:
-                    pass
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()

@@ -1,0 +1,35 @@
+from relay.net.timers import TimerHeap
+
+
+def test_timers_fire_in_deadline_order_and_ties_in_insertion_order():
+    heap = TimerHeap()
+    fired = []
+    heap.add(3.0, lambda: fired.append("c"))
+    heap.add(1.0, lambda: fired.append("a1"))
+    heap.add(1.0, lambda: fired.append("a2"))
+    heap.add(2.0, lambda: fired.append("b"))
+    for timer in heap.pop_due(2.5):
+        timer.callback()
+    assert fired == ["a1", "a2", "b"]
+    assert heap.next_deadline() == 3.0
+
+
+def test_nothing_is_due_before_its_deadline():
+    heap = TimerHeap()
+    heap.add(5.0, lambda: None)
+    assert heap.pop_due(4.999) == []
+    assert len(heap.pop_due(5.0)) == 1
+
+
+def test_cancelled_timers_never_fire_and_do_not_hold_the_deadline():
+    heap = TimerHeap()
+    early = heap.add(1.0, lambda: None)
+    late = heap.add(9.0, lambda: None)
+    early.cancel()
+    assert heap.next_deadline() == 9.0
+    assert heap.pop_due(10.0) == [late]
+    assert heap.next_deadline() is None
+
+
+def test_empty_heap_has_no_deadline():
+    assert TimerHeap().next_deadline() is None
