@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check relay tests
+	$(BIN)/ruff check relay tests bench
 	$(BIN)/mypy
 
 clean:

@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.relayproc import RelayProcess, toml_config  # noqa: E402
 
-
 HAPROXY_CFG = """
 global
     nbthread 1
