@@ -29,6 +29,7 @@ from relay.config.model import (
     Failback,
     HealthConfig,
     HealthKind,
+    InitialState,
     ListenerConfig,
     LogFormat,
     LogLevel,
@@ -81,11 +82,13 @@ _HEALTH_KEYS = (
     "send",
     "expect",
     "path",
+    "initial",
 )
 _BACKEND_KEYS = ("name", "address", "tier", "weight")
 
 _BALANCES: tuple[Balance, ...] = get_args(Balance)
 _HEALTH_KINDS: tuple[HealthKind, ...] = get_args(HealthKind)
+_INITIAL_STATES: tuple[InitialState, ...] = get_args(InitialState)
 _FAILBACKS: tuple[Failback, ...] = get_args(Failback)
 _PROXY_PROTOCOLS: tuple[ProxyProtocol, ...] = get_args(ProxyProtocol)
 _SPLICE_MODES: tuple[SpliceMode, ...] = get_args(SpliceMode)
@@ -374,6 +377,7 @@ def _read_health(t: _Table) -> HealthConfig:
         send=send,
         expect=expect,
         path=path,
+        initial=t.get("initial", _choice(_INITIAL_STATES), d.initial),
     )
 
 

@@ -16,6 +16,7 @@ ProxyProtocol = Literal["off", "v1", "v2"]
 SpliceMode = Literal["auto", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+InitialState = Literal["up", "down"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class HealthConfig:
     send: bytes | None = None
     expect: bytes | None = None
     path: str = "/"
+    initial: InitialState = "up"  # state before the first check: "up" serves at once after a restart
 
 
 @dataclass(frozen=True)

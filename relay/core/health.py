@@ -1,0 +1,147 @@
+"""A backend's health: one state machine over active checks, passive observation and admin state.
+
+Operational state follows HAProxy's single counter: ``level`` runs from 0 to
+rise + fall - 1; a backend is up while level >= rise. A check success raises the
+level by one (a down backend rises after `rise` consecutive successes and is
+then set to the top); a failure of an up backend lowers it by one and a success
+refills it, so `fall` consecutive failures mark it down, after which the level
+is 0. Passive observation (connect errors and resets from real traffic) counts
+as a failure and also makes an up backend *suspect*: new sessions avoid it
+until a check or a connect succeeds — that is what moves new sessions to the
+backup at the first failed connect, before `fall` is reached.
+
+Administrative state sits on top: ready (serves), drain (no new sessions),
+maint (no new sessions, no checks, sessions closed).
+
+Pure: every method takes `now`; transitions come back as values for the edge to
+log, count and act on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from relay.core.backoff import Backoff
+
+AdminState = Literal["ready", "drain", "maint"]
+ADMIN_STATES: tuple[AdminState, ...] = ("ready", "drain", "maint")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An operational change (to = "up" / "down") or an admin change (to = an admin state)."""
+
+    to: str
+    cause: str
+
+
+class HealthState:
+    def __init__(self, rise: int, fall: int, interval: float, down_backoff_max: float,
+                 initial: str = "up", jitter: float = 0.1) -> None:
+        if rise < 1 or fall < 1:
+            raise ValueError("rise and fall must be >= 1")
+        self.rise = rise
+        self.fall = fall
+        self.top = rise + fall - 1
+        # Before the first check: "up" at the lowest up level, so one failure takes it down.
+        self.level = rise if initial == "up" else 0
+        self.checked = False
+        self.suspect = False
+        self.admin: AdminState = "ready"
+        self.down_checks = 0  # failed checks since it went down: drives the re-check backoff
+        self.recheck = Backoff(interval, max(interval, down_backoff_max), 2.0, jitter)
+        self.interval = interval
+        self.since: float | None = None  # when the current up/down state began
+        self.last_check: float | None = None
+        self.last_error = ""
+
+    @property
+    def up(self) -> bool:
+        return self.level >= self.rise
+
+    @property
+    def available(self) -> bool:
+        """Can take new sessions: up, not suspect, admin ready."""
+        return self.level >= self.rise and not self.suspect and self.admin == "ready"
+
+    @property
+    def state(self) -> str:
+        return "up" if self.up else "down"
+
+    # -- active checks ----------------------------------------------------
+
+    def check_passed(self, now: float) -> Transition | None:
+        self.checked = True
+        self.last_check = now
+        self.suspect = False
+        if self.up:
+            self.level = self.top
+            return None
+        self.level += 1
+        self.down_checks = 0  # a single success: next checks at the normal interval
+        if self.level >= self.rise:
+            self.level = self.top
+            self.since = now
+            return Transition("up", f"{self.rise}/{self.rise} checks passed")
+        return None
+
+    def check_failed(self, now: float, error: str) -> Transition | None:
+        self.checked = True
+        self.last_check = now
+        self.last_error = error
+        return self._fail(now, f"{self.fall}/{self.fall} checks failed: {error}", check=True)
+
+    # -- passive observation ---------------------------------------------------
+
+    def traffic_failed(self, now: float, error: str) -> Transition | None:
+        """A connect error or reset seen by a real session."""
+        self.last_error = error
+        if self.up:
+            self.suspect = True
+        return self._fail(now, f"{self.fall} failures in a row, last from traffic: {error}",
+                          check=False)
+
+    def traffic_succeeded(self, now: float) -> None:
+        """A real session connected: an up backend is trusted again."""
+        if self.up:
+            self.suspect = False
+            self.level = self.top
+
+    def _fail(self, now: float, cause: str, check: bool) -> Transition | None:
+        if not self.up:
+            self.level = 0
+            if check:
+                self.down_checks += 1
+            return None
+        self.level -= 1
+        if self.level < self.rise:
+            self.level = 0
+            self.suspect = False
+            self.down_checks = 1 if check else 0
+            self.since = now
+            return Transition("down", cause)
+        return None
+
+    # -- scheduling ---------------------------------------------------------------
+
+    def next_check_in(self, rng: random.Random) -> float:
+        """Seconds until the next active check: the interval, or backoff while down."""
+        if self.up or self.level > 0 or self.down_checks <= 1:
+            return self.interval
+        return self.recheck.delay(self.down_checks - 1, rng)
+
+    @property
+    def checks_enabled(self) -> bool:
+        return self.admin != "maint"
+
+    # -- operator -------------------------------------------------------------------
+
+    def set_admin(self, state: AdminState) -> Transition | None:
+        if state not in ADMIN_STATES:
+            raise ValueError(f"unknown admin state {state!r}")
+        if state == self.admin:
+            return None
+        previous, self.admin = self.admin, state
+        return Transition(state, f"operator: {previous} -> {state}")

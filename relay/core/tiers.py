@@ -1,0 +1,91 @@
+"""Which tier serves new sessions, with the failback policy. Pure: `now` is passed in.
+
+The *best* tier is the lowest tier with a backend that is available (up, ready,
+not suspect). The *serving* tier is where new sessions go:
+
+- it moves up (failover) at once when the serving tier has nothing available;
+- it moves back down (failback) to a better tier only when the policy allows:
+  `auto` once that tier has been available without a break for `failback_delay`,
+  `manual` only by an operator's `failback()`.
+
+So a flapping primary cannot make sessions bounce: every break restarts its
+failback_delay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TierChange:
+    old: int | None
+    new: int | None
+    cause: str  # "failover", "failback", "operator", "no backend", "recovered"
+
+
+class TierSelector:
+    def __init__(self, failback: str = "auto", failback_delay: float = 10.0) -> None:
+        if failback not in ("auto", "manual"):
+            raise ValueError(f"unknown failback policy {failback!r}")
+        self.failback = failback
+        self.failback_delay = failback_delay
+        self.serving: int | None = None
+        self._available_since: dict[int, float] = {}
+        self._started = False
+
+    def update(self, now: float, available_tiers: Iterable[int]) -> TierChange | None:
+        """Re-evaluate with the tiers that have an available backend now."""
+        available = set(available_tiers)
+        for tier in list(self._available_since):
+            if tier not in available:
+                del self._available_since[tier]  # a break restarts its failback delay
+        for tier in available:
+            self._available_since.setdefault(tier, now)
+        best = min(available) if available else None
+        old = self.serving
+        if not self._started:  # at start the best tier serves: nothing to fail back from
+            self._started = True
+            self.serving = best
+            return None if best is None else TierChange(None, best, "start")
+        if best is None:
+            if old is None:
+                return None
+            self.serving = None
+            return TierChange(old, None, "no backend")
+        if old is None or old not in available:
+            self.serving = best
+            if old is None:
+                return TierChange(None, best, "recovered")
+            return TierChange(old, best, "failover" if best > old else "failback")
+        if best < old and self.failback == "auto" and self._stable(best, now):
+            self.serving = best
+            return TierChange(old, best, "failback")
+        return None
+
+    def _stable(self, tier: int, now: float) -> bool:
+        since = self._available_since.get(tier)
+        return since is not None and now - since >= self.failback_delay
+
+    def next_deadline(self) -> float | None:
+        """When `update` should run again on its own: a pending auto failback's due time."""
+        if self.failback != "auto" or self.serving is None:
+            return None
+        better = [t for t in self._available_since if t < self.serving]
+        if not better:
+            return None
+        return self._available_since[min(better)] + self.failback_delay
+
+    def manual_failback(self, now: float) -> TierChange:
+        """Operator: move new sessions to the best available tier now. Raises if tier 0
+        is not available (the admin API answers 409)."""
+        if 0 not in self._available_since:
+            raise FailbackRefused("tier 0 has no backend up and ready")
+        old = self.serving
+        self.serving = 0
+        return TierChange(old, 0, "operator")
+
+
+class FailbackRefused(Exception):
+    pass
