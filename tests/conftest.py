@@ -53,8 +53,10 @@ def start_relay(tmp_path: Path) -> Iterator[Any]:
 
 
 def one_listener(port: int, **settings: object) -> list[dict[str, object]]:
-    """A listener 'test' on an ephemeral port in front of one backend on 127.0.0.1:port."""
-    listener: dict[str, object] = {"name": "test", "listen": "127.0.0.1:0"}
+    """A listener 'test' on an ephemeral port in front of one backend on 127.0.0.1:port.
+
+    Health checks are off unless asked for, so the backend sees only the test's sessions."""
+    listener: dict[str, object] = {"name": "test", "listen": "127.0.0.1:0", "health": {"kind": "none"}}
     listener.update(settings)
     listener.setdefault("backends", [{"name": "b1", "address": f"127.0.0.1:{port}"}])
     return [listener]

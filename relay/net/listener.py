@@ -9,9 +9,9 @@ import socket
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from relay.config.model import BackendConfig, ListenerConfig
-from relay.core.balance import make_balancer
+from relay.config.model import ListenerConfig
 from relay.logs import log
+from relay.net.backends import Backend, BackendGroup
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr
 from relay.net.session import Session
@@ -34,29 +34,15 @@ def _somaxconn() -> int:
         return 4096
 
 
-class Backend:
-    """A backend as the data path sees it: where it is and what it is doing."""
-
-    def __init__(self, config: BackendConfig, target: SockAddr) -> None:
-        self.config = config
-        self.name = config.name
-        self.target = target
-        self.active = 0
-        self.bytes_up = 0  # client -> backend, sessions closed so far
-        self.bytes_down = 0
-        self.connect_errors: Counter[str] = Counter()
-
-
 class Listener:
     def __init__(self, server: RelayServer, config: ListenerConfig, address: SockAddr,
-                 backends: list[Backend]) -> None:
+                 group: BackendGroup) -> None:
         self.server = server
         self.reactor: Reactor = server.reactor
         self.config = config
         self.name = config.name
         self.address = address
-        self.backends = backends
-        self.balancer = make_balancer(config.balance)
+        self.group = group
         self.pipes: PipePool = server.pipes
         self.buffers: BufferPool = server.buffers
         self.use_splice = server.use_splice
@@ -130,7 +116,7 @@ class Listener:
         server.sessions.add(session)
         if log.debug_enabled:
             log.debug("session_open", listener=self.name, client=peer)
-        session.start(self.candidates())
+        session.start()
 
     def out_of_fds(self, exc: OSError) -> None:
         """A session could not get a socket: every listener rests, as on EMFILE at accept."""
@@ -153,27 +139,15 @@ class Listener:
         if self.sock is not None:
             self.reactor.modify(self.sock.fileno(), EPOLLIN)
 
-    # -- choosing backends ------------------------------------------------------
-
-    def candidates(self) -> list[Backend]:
-        """Backends to try for a new session, best first: the lowest tier, in balance order."""
-        backends = self.backends
-        tier = min(b.config.tier for b in backends)
-        positions = [i for i, b in enumerate(backends) if b.config.tier == tier]
-        weights = [b.config.weight for b in backends]
-        active = [b.active for b in backends]
-        return [backends[i] for i in self.balancer.order(positions, weights, active)]
-
     # -- session callbacks --------------------------------------------------------
-
-    def connected(self, session: Session, backend: Backend) -> None:
-        backend.active += 1
 
     def connect_failed(self, session: Session, backend: Backend, reason: str, err: int) -> None:
         backend.connect_errors[reason] += 1
+        error = os.strerror(err) if err else reason
         log.warning("connect_failed", listener=self.name, backend=backend.name,
                     address=backend.target.text, client=session.client_addr, reason=reason,
-                    error=os.strerror(err) if err else reason)
+                    error=error, attempt=session.attempts)
+        self.group.traffic_failed(backend, f"{reason}: {error}" if reason != "other" else error)
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
         self.active -= 1
@@ -182,10 +156,10 @@ class Listener:
         up = session.up.bytes if session.up else 0
         down = session.down.bytes if session.down else 0
         if was_relaying and backend is not None:
-            backend.active -= 1
+            backend.sessions.discard(session)
             backend.bytes_up += up
             backend.bytes_down += down
-        if session.cause == "no_backend" or session.cause.startswith("connect_failed"):
+        if session.cause == "no_backend":
             self.rejected["no_backend"] += 1
         elif session.cause == "local_error":
             self.rejected["accept_error"] += 1

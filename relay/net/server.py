@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import signal
 from typing import TYPE_CHECKING
 
 from relay.config.model import Config
 from relay.logs import log
+from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
-from relay.net.listener import Backend, Listener
+from relay.net.listener import Listener
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr, resolve
 from relay.net.splice import PipePool, splice_supported
@@ -37,11 +39,14 @@ class RelayServer:
                 resolved[key] = resolve(address, passive=passive)  # type: ignore[arg-type]
             return resolved[key]
 
+        self.rng = random.Random()  # seeded from the OS: jitter must differ between relays
         self.listeners = [
-            Listener(self, lc, lookup(lc.listen, True),
-                     [Backend(bc, lookup(bc.address, False)) for bc in lc.backends])
+            Listener(self, lc, lookup(lc.listen, True), BackendGroup(
+                self.reactor, lc, [Backend(bc, lookup(bc.address, False), lc) for bc in lc.backends],
+                self.rng))
             for lc in config.listeners
         ]
+        self.by_name = {listener.name: listener for listener in self.listeners}
 
     def open(self) -> None:
         """Bind every listener; on failure close the ones already open and re-raise."""
@@ -57,6 +62,8 @@ class RelayServer:
         """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.reactor.add_signal_handler(signum, self.handle_stop_signal)
+        for listener in self.listeners:
+            listener.group.start_checks()
         log.info("relay_started", listeners=len(self.listeners),
                  splice="on" if self.use_splice else "off")
         try:
@@ -78,6 +85,7 @@ class RelayServer:
         self.stopping = True
         for listener in self.listeners:
             listener.close()
+            listener.group.stop_checks()
         grace = self.config.runtime.shutdown_grace
         log.info("shutdown", reason=why, sessions=len(self.sessions), grace=grace)
         if not self.sessions:
@@ -97,6 +105,8 @@ class RelayServer:
             self.reactor.stop()
 
     def close(self) -> None:
+        for listener in self.listeners:
+            listener.group.stop_checks()
         for session in list(self.sessions):
             session.close("shutdown")
         for listener in self.listeners:

@@ -21,7 +21,8 @@ from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
 if TYPE_CHECKING:
-    from relay.net.listener import Backend, Listener
+    from relay.net.backends import Backend
+    from relay.net.listener import Listener
     from relay.net.timers import Timer
 
 _MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
@@ -208,9 +209,9 @@ class Direction:
 
 
 class Session:
-    __slots__ = ("__weakref__", "attempts", "backend", "candidates", "cause", "client",
+    __slots__ = ("__weakref__", "attempts", "backend", "cause", "client",
                  "client_addr", "connect_timer", "down", "idle_timer", "last_active",
-                 "listener", "opened", "reactor", "scheduled", "server_end", "state", "up")
+                 "listener", "opened", "reactor", "scheduled", "server_end", "state", "tried", "up")
 
     def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
         self.listener = listener
@@ -219,7 +220,7 @@ class Session:
         self.client_addr = client_addr
         self.server_end: End | None = None
         self.backend: Backend | None = None
-        self.candidates: list[Backend] = []
+        self.tried: list[Backend] = []
         self.attempts = 0
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend
@@ -233,15 +234,20 @@ class Session:
 
     # -- connecting -------------------------------------------------------
 
-    def start(self, candidates: list[Backend]) -> None:
-        self.candidates = candidates
-        if not candidates:
+    def start(self) -> None:
+        self._next_attempt()
+
+    def _next_attempt(self) -> None:
+        self.connect_timer = None
+        backend = self.listener.group.choose(self.tried)
+        if backend is None:
             self.close("no_backend")
             return
-        self._connect(candidates[0])
+        self._connect(backend)
 
     def _connect(self, backend: Backend) -> None:
         self.backend = backend
+        self.tried.append(backend)
         self.attempts += 1
         try:
             sock, err = connect.start_connect(backend.target)
@@ -254,8 +260,10 @@ class Session:
             self._connect_failed(err)
             return
         self.reactor.register(self.server_end.fd, _MASK, self)
+        config = self.listener.config
+        left = self.opened + config.retry.deadline - self.reactor.now
         self.connect_timer = self.reactor.call_later(
-            self.listener.config.connect_timeout, self._connect_timed_out)
+            max(0.001, min(config.connect_timeout, left)), self._connect_timed_out)
         if err == 0:
             self._connected()
 
@@ -273,7 +281,14 @@ class Session:
         self._drop_server_end(reset=False)
         reason = connect.classify(err)
         self.listener.connect_failed(self, backend, reason, err)
-        self.close("connect_failed:" + reason)
+        retry = self.listener.config.retry
+        if self.attempts < retry.attempts:
+            delay = self.listener.group.retry_delay(self.attempts - 1)
+            if self.reactor.now + delay < self.opened + retry.deadline:
+                # the client is held; its bytes wait in the kernel until a backend answers
+                self.connect_timer = self.reactor.call_later(delay, self._next_attempt)
+                return
+        self.close("no_backend")
 
     def _connected(self) -> None:
         backend = self.backend
@@ -283,7 +298,7 @@ class Session:
             self.connect_timer.cancel()
             self.connect_timer = None
         self.state = RELAYING
-        self.listener.connected(self, backend)
+        self.listener.group.connected(self, backend)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
         self.down = Direction(server_end, self.client, self.listener, use_splice)
@@ -358,6 +373,8 @@ class Session:
 
     def _reset(self, from_client: bool) -> None:
         """One side reset: reset the other so its peer sees the failure too."""
+        if not from_client and self.backend is not None:
+            self.listener.group.traffic_failed(self.backend, "reset: connection reset by backend")
         self.close("client_reset" if from_client else "backend_reset",
                    reset_client=not from_client, reset_backend=from_client)
 

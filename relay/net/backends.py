@@ -1,0 +1,259 @@
+"""A listener's backends at run time: health, checks, the serving tier, and operator actions.
+
+This is the edge that carries out what relay.core decides: check results and
+traffic observations go into each backend's HealthState; transitions are logged
+once with their cause, counted, and acted on (close_on_down, re-resolving a
+hostname, moving the serving tier, draining backups after failback).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from relay.config.model import BackendConfig, ListenerConfig
+from relay.core.backoff import Backoff
+from relay.core.balance import make_balancer
+from relay.core.candidates import BackendView, candidate_order, next_attempt
+from relay.core.health import AdminState, HealthState, Transition
+from relay.core.tiers import FailbackRefused, TierChange, TierSelector
+from relay.logs import log
+from relay.net.checker import Checker
+from relay.net.resolve import ResolveError, SockAddr, resolve
+
+if TYPE_CHECKING:
+    from relay.net.reactor import Reactor
+    from relay.net.session import Session
+    from relay.net.timers import Timer
+
+
+class Backend:
+    """A backend as relay runs it: where it is, its health, its sessions and counters."""
+
+    def __init__(self, config: BackendConfig, target: SockAddr, listener_config: ListenerConfig,
+                 health: HealthState | None = None) -> None:
+        h = listener_config.health
+        self.config = config
+        self.name = config.name
+        self.tier = config.tier
+        self.target = target
+        self.health = health or HealthState(h.rise, h.fall, h.interval, h.down_backoff_max,
+                                            initial=h.initial)
+        self.sessions: set[Session] = set()
+        self.checker: Checker | None = None
+        self.bytes_up = 0  # client -> backend, of sessions closed so far
+        self.bytes_down = 0
+        self.connect_errors: Counter[str] = Counter()
+        self.checks: Counter[str] = Counter()  # success / failure
+        self.transitions: Counter[str] = Counter()  # up / down
+
+    @property
+    def active(self) -> int:
+        return len(self.sessions)
+
+    def view(self) -> BackendView:
+        health = self.health
+        return BackendView(self.tier, self.config.weight, len(self.sessions), health.available,
+                           health.admin == "ready")
+
+
+class BackendGroup:
+    def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
+                 rng: random.Random) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.listener_name = config.name
+        self.backends = backends
+        self.by_name = {b.name: b for b in backends}
+        self.rng = rng
+        self.balancer = make_balancer(config.balance)
+        self.tiers = TierSelector(config.failback, config.failback_delay)
+        r = config.retry
+        self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
+        self.failovers = 0
+        self._tier_timer: Timer | None = None
+        self._drain_timer: Timer | None = None
+        self.refresh_tiers()
+
+    # -- checks -------------------------------------------------------------
+
+    def start_checks(self) -> None:
+        """First checks spread over one interval so many backends do not fire together."""
+        if self.config.health.kind == "none":
+            return
+        n = len(self.backends)
+        interval = self.config.health.interval
+        for i, backend in enumerate(self.backends):
+            backend.checker = Checker(self, backend, self.config.health)
+            backend.checker.schedule(interval * i / n + self.rng.uniform(0, interval / (4 * n)))
+
+    def stop_checks(self) -> None:
+        for backend in self.backends:
+            if backend.checker is not None:
+                backend.checker.stop()
+                backend.checker = None
+        for timer in (self._tier_timer, self._drain_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def check_result(self, backend: Backend, ok: bool, error: str) -> None:
+        now = self.reactor.now
+        was_available = backend.health.available
+        backend.checks["success" if ok else "failure"] += 1
+        if ok:
+            transition = backend.health.check_passed(now)
+        else:
+            transition = backend.health.check_failed(now, error)
+            if log.debug_enabled:
+                log.debug("check_failed", listener=self.listener_name, backend=backend.name,
+                          error=error)
+        self._after(backend, transition, was_available)
+
+    # -- traffic ------------------------------------------------------------------
+
+    def choose(self, tried: list[Backend]) -> Backend | None:
+        """The backend for a session's next connect attempt."""
+        views = [b.view() for b in self.backends]
+        order = candidate_order(views, self.tiers.serving, self.balancer)
+        tried_positions = [self.backends.index(b) for b in tried]
+        position = next_attempt(order, tried_positions)
+        return None if position is None else self.backends[position]
+
+    def connected(self, session: Session, backend: Backend) -> None:
+        backend.sessions.add(session)
+        health = backend.health
+        if health.suspect:
+            was_available = health.available
+            health.traffic_succeeded(self.reactor.now)
+            self._after(backend, None, was_available)
+        else:
+            health.traffic_succeeded(self.reactor.now)
+
+    def traffic_failed(self, backend: Backend, error: str) -> None:
+        """A connect error or a reset from real traffic: passive health."""
+        if self.config.health.kind == "none":
+            return
+        was_available = backend.health.available
+        transition = backend.health.traffic_failed(self.reactor.now, error)
+        self._after(backend, transition, was_available)
+
+    def retry_delay(self, attempt: int) -> float:
+        return self.retry_backoff.delay(attempt, self.rng)
+
+    # -- transitions ------------------------------------------------------------------
+
+    def _after(self, backend: Backend, transition: Transition | None, was_available: bool) -> None:
+        if transition is not None:
+            self._transition(backend, transition)
+        if transition is not None or backend.health.available != was_available:
+            self.refresh_tiers()
+
+    def _transition(self, backend: Backend, transition: Transition) -> None:
+        backend.transitions[transition.to] += 1
+        log.info(f"backend_{transition.to}", listener=self.listener_name, backend=backend.name,
+                 cause=transition.cause,
+                 message=f"{backend.name} {transition.to}: {transition.cause}")
+        if transition.to == "down":
+            self._re_resolve(backend)
+            if self.config.close_on_down:
+                self._close_sessions(backend, "backend_down")
+
+    def _re_resolve(self, backend: Backend) -> None:
+        """DNS may have moved a failed backend (containers): look its name up again."""
+        host = backend.config.address.host
+        try:
+            ipaddress.ip_address(host)
+            return  # a literal address cannot move
+        except ValueError:
+            pass
+        try:
+            target = resolve(backend.config.address)
+        except ResolveError as exc:
+            log.warning("resolve_failed", listener=self.listener_name, backend=backend.name,
+                        error=str(exc))
+            return
+        if target != backend.target:
+            log.info("backend_moved", listener=self.listener_name, backend=backend.name,
+                     old=backend.target.text, new=target.text)
+            backend.target = target
+
+    def _close_sessions(self, backend: Backend, cause: str) -> None:
+        for session in list(backend.sessions):
+            session.close(cause, reset=True)
+
+    def refresh_tiers(self) -> None:
+        available = {b.tier for b in self.backends if b.health.available}
+        change = self.tiers.update(self.reactor.now, available)
+        if change is not None:
+            self._tier_changed(change)
+        if self._tier_timer is not None:
+            self._tier_timer.cancel()
+            self._tier_timer = None
+        deadline = self.tiers.next_deadline()
+        if deadline is not None:
+            self._tier_timer = self.reactor.call_at(deadline, self._tier_due)
+
+    def _tier_due(self) -> None:
+        self._tier_timer = None
+        self.refresh_tiers()
+
+    def _tier_changed(self, change: TierChange) -> None:
+        if change.old is not None or change.cause != "start":
+            self.failovers += 1
+        level = "warning" if change.new is None else "info"
+        log.emit(level, "tier_change", {"listener": self.listener_name,
+                                         "old": _tier_text(change.old),
+                                         "new": _tier_text(change.new), "cause": change.cause})
+        if (change.new is not None and change.old is not None and change.new < change.old
+                and self.config.drain_backup_after is not None):
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+            self._drain_timer = self.reactor.call_later(self.config.drain_backup_after,
+                                                        self._drain_backups)
+
+    def _drain_backups(self) -> None:
+        """After failback and its grace: close sessions still on a tier above the serving one."""
+        self._drain_timer = None
+        serving = self.tiers.serving
+        if serving is None:
+            return
+        for backend in self.backends:
+            if backend.tier > serving:
+                self._close_sessions(backend, "drained_after_failback")
+
+    # -- operator actions (the admin HTTP API calls these) -------------------------------
+
+    def set_admin_state(self, backend_name: str, state: AdminState) -> str:
+        backend = self.by_name.get(backend_name)
+        if backend is None:
+            raise KeyError(backend_name)
+        was_available = backend.health.available
+        transition = backend.health.set_admin(state)
+        if transition is not None:
+            log.info("backend_admin", listener=self.listener_name, backend=backend.name,
+                     state=state, cause=transition.cause)
+            if state == "maint":
+                if backend.checker is not None:
+                    backend.checker.stop()
+                self._close_sessions(backend, "maint")
+            elif backend.checker is not None and backend.checker.stopped:  # leaving maint
+                backend.checker = Checker(self, backend, self.config.health)
+                backend.checker.schedule(0)
+            self._after(backend, None, was_available)
+        return backend.health.admin
+
+    def failback(self) -> int:
+        """Manual failback: new sessions go to tier 0 now. FailbackRefused if it is not up."""
+        change = self.tiers.manual_failback(self.reactor.now)
+        if change.old != change.new:
+            self._tier_changed(change)
+        return 0
+
+
+def _tier_text(tier: int | None) -> int:
+    return -1 if tier is None else tier
+
+
+__all__ = ["Backend", "BackendGroup", "FailbackRefused"]

@@ -1,0 +1,166 @@
+"""Active health checks on the reactor: tcp, send_expect, http; each bounded by its timeout.
+
+One Checker per backend. It only carries out checks and reports pass/fail with a
+reason; what that means for the backend is decided in relay.core.health, and
+when the next check runs comes from there too (interval, or backoff while down).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from relay.config.model import HealthConfig
+from relay.net import connect
+from relay.net.reactor import EPOLLIN, EPOLLOUT
+
+if TYPE_CHECKING:
+    from relay.net.backends import Backend, BackendGroup
+    from relay.net.timers import Timer
+
+MAX_REPLY = 4096  # bytes a check reads at most
+
+
+class Checker:
+    def __init__(self, group: BackendGroup, backend: Backend, config: HealthConfig) -> None:
+        self.group = group
+        self.reactor = group.reactor
+        self.backend = backend
+        self.config = config
+        self.sock: socket.socket | None = None
+        self.timer: Timer | None = None
+        self.deadline: Timer | None = None
+        self.connected = False
+        self.reply = b""
+        self.request = b""
+        self.stopped = False
+        if config.kind == "send_expect":
+            self.request = config.send or b""
+        elif config.kind == "http":
+            host = backend.config.address.host
+            self.request = (f"GET {config.path} HTTP/1.0\r\nHost: {host}\r\n"
+                            "User-Agent: relay-health-check\r\nConnection: close\r\n\r\n").encode()
+
+    def schedule(self, delay: float) -> None:
+        if self.stopped:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.reactor.call_later(delay, self._start)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._close()
+
+    def _start(self) -> None:
+        self.timer = None
+        if not self.backend.health.checks_enabled:
+            return  # maint: no checks until the operator sets ready again
+        self.connected = False
+        self.reply = b""
+        try:
+            sock, err = connect.start_connect(self.backend.target)
+        except OSError as exc:
+            self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
+            return
+        self.sock = sock
+        if err not in (0, errno.EINPROGRESS):
+            self._done(False, _describe(err))
+            return
+        self.reactor.register(sock.fileno(), EPOLLOUT | EPOLLIN, self)
+        self.deadline = self.reactor.call_later(self.config.timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        if self.sock is None:
+            return
+        if not self.connected:
+            self._done(False, "connect timed out")
+        else:
+            self._done(False, "no answer within timeout")
+
+    def on_event(self, fd: int, events: int) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        if not self.connected:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._done(False, _describe(err))
+                return
+            self.connected = True
+            if self.config.kind == "tcp":
+                self._done(True, "")
+                return
+            if self.request:
+                try:
+                    sock.send(self.request)  # a few bytes: fits any socket buffer
+                except OSError as exc:
+                    self._done(False, _describe(exc.errno or 0))
+                    return
+            self.reactor.modify(fd, EPOLLIN)
+            return
+        try:
+            data = sock.recv(MAX_REPLY - len(self.reply))
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._done(False, _describe(exc.errno or 0))
+            return
+        self.reply += data
+        self._judge(eof=not data)
+
+    def _judge(self, eof: bool) -> None:
+        if self.config.kind == "send_expect":
+            expect = self.config.expect or b""
+            if self.reply.startswith(expect):
+                self._done(True, "")
+            elif len(self.reply) >= len(expect) or eof:
+                self._done(False, f"unexpected reply {self.reply[:len(expect)]!r}")
+            return
+        line_end = self.reply.find(b"\r\n")
+        if line_end < 0:
+            line_end = self.reply.find(b"\n")
+        if line_end < 0 and not eof and len(self.reply) < MAX_REPLY:
+            return
+        status_line = self.reply[:line_end if line_end >= 0 else len(self.reply)]
+        parts = status_line.split()
+        if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+            status = int(parts[1])
+            if 200 <= status < 400:
+                self._done(True, "")
+            else:
+                self._done(False, f"HTTP {status}")
+        else:
+            self._done(False, "not an HTTP reply")
+
+    def on_crash(self, exc: BaseException) -> None:
+        self._done(False, f"internal error: {exc}", local=True)
+
+    def _close(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        if self.sock is not None:
+            self.reactor.unregister(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _done(self, ok: bool, error: str, local: bool = False) -> None:
+        self._close()
+        if local:  # our own shortage says nothing about the backend: just try again later
+            self.schedule(self.config.interval)
+            return
+        self.group.check_result(self.backend, ok, error)
+        self.schedule(self.backend.health.next_check_in(self.group.rng))
+
+
+def _describe(err: int) -> str:
+    reason = connect.classify(err)
+    text = os.strerror(err) if err else reason
+    return f"{reason}: {text}" if reason != "other" else text
