@@ -53,6 +53,15 @@ class Backend:
     def active(self) -> int:
         return len(self.sessions)
 
+    def status(self) -> dict[str, object]:
+        h = self.health
+        return {
+            "name": self.name, "tier": self.tier, "address": self.target.text,
+            "state": h.state, "admin_state": h.admin, "available": h.available,
+            "checked": h.checked, "sessions": len(self.sessions),
+            "last_check": h.last_check, "last_error": h.last_error,
+        }
+
     def view(self) -> BackendView:
         health = self.health
         return BackendView(self.tier, self.config.weight, len(self.sessions), health.available,
@@ -250,6 +259,15 @@ class BackendGroup:
         if change.old != change.new:
             self._tier_changed(change)
         return 0
+
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.listener_name,
+            "active_tier": _tier_text(self.tiers.serving),
+            "failback": self.config.failback,
+            "backends": [b.status() for b in self.backends],
+        }
 
 
 def _tier_text(tier: int | None) -> int:

@@ -75,6 +75,37 @@ def _record_only(signum: int, frame: object) -> None:
     """Python-level handler: does nothing; the wakeup fd already carries the signal to the loop."""
 
 
+class _Waker:
+    """Lets another thread hand the loop a callable (tests, a future supervisor)."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.rsock, self.wsock = socket.socketpair()
+        self.rsock.setblocking(False)
+        self.wsock.setblocking(False)
+        self.reactor = reactor
+        reactor.register(self.rsock.fileno(), EPOLLIN, self)
+
+    def wake(self) -> None:
+        try:
+            self.wsock.send(b"w")
+        except BlockingIOError:
+            pass  # already awake-pending
+
+    def on_event(self, fd: int, events: int) -> None:
+        try:
+            self.rsock.recv(4096)
+        except BlockingIOError:
+            pass
+
+    def on_crash(self, exc: BaseException) -> None:
+        pass
+
+    def close(self) -> None:
+        self.reactor.unregister(self.rsock.fileno())
+        self.rsock.close()
+        self.wsock.close()
+
+
 class Reactor:
     def __init__(self) -> None:
         self._epoll = select.epoll()
@@ -82,6 +113,7 @@ class Reactor:
         self._timers = TimerHeap()
         self._soon: deque[Callable[[], None]] = deque()
         self._signals: _SignalPipe | None = None
+        self._waker: _Waker | None = None
         self._running = False
         self.now = time.monotonic()
         self.iterations = 0  # loop turns; /healthz watches it move
@@ -112,6 +144,17 @@ class Reactor:
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run callback on the next turn of the loop, before it waits for events."""
         self._soon.append(callback)
+
+    def call_threadsafe(self, callback: Callable[[], None]) -> None:
+        """From another thread: run callback in the loop soon."""
+        if self._waker is None:
+            raise RuntimeError("enable_threadsafe() first, from the loop's thread")
+        self._soon.append(callback)  # deque.append is atomic
+        self._waker.wake()
+
+    def enable_threadsafe(self) -> None:
+        if self._waker is None:
+            self._waker = _Waker(self)
 
     # -- signals ----------------------------------------------------------
 
@@ -170,6 +213,9 @@ class Reactor:
             log.exception("internal_error", exc2, where="on_crash")
 
     def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
         if self._signals is not None:
             self._signals.close()
             self._signals = None

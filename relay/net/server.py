@@ -7,6 +7,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from relay.config.model import Config
+from relay.core.health import ADMIN_STATES
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
@@ -17,6 +18,10 @@ from relay.net.splice import PipePool, splice_supported
 
 if TYPE_CHECKING:
     from relay.net.session import Session
+
+
+class UnknownName(LookupError):
+    pass
 
 
 class RelayServer:
@@ -58,18 +63,49 @@ class RelayServer:
                 listener.close()
             raise
 
-    def run(self) -> None:
-        """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self.reactor.add_signal_handler(signum, self.handle_stop_signal)
+    def start(self) -> None:
+        """Start health checks; after open(), before the loop turns."""
         for listener in self.listeners:
             listener.group.start_checks()
         log.info("relay_started", listeners=len(self.listeners),
                  splice="on" if self.use_splice else "off")
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.reactor.add_signal_handler(signum, self.handle_stop_signal)
+        self.start()
         try:
             self.reactor.run()
         finally:
             self.close()
+
+    # -- operator actions (the Python API behind the admin HTTP endpoints) ----------
+
+    def set_backend_state(self, listener: str, backend: str, state: str) -> str:
+        """Set a backend's admin state (ready, drain, maint); returns the new state.
+        Raises UnknownName for an unknown listener or backend, ValueError for a bad state."""
+        group = self._group(listener)
+        if backend not in group.by_name:
+            raise UnknownName(f"no backend {backend!r} in listener {listener!r}")
+        if state not in ADMIN_STATES:
+            raise ValueError(f"state must be one of {', '.join(ADMIN_STATES)}, got {state!r}")
+        return group.set_admin_state(backend, state)
+
+    def failback(self, listener: str) -> int:
+        """Manual failback: new sessions of `listener` go to tier 0 now; returns the serving
+        tier. Raises UnknownName, or FailbackRefused when tier 0 has no backend up and ready."""
+        return self._group(listener).failback()
+
+    def status(self) -> dict[str, object]:
+        """What /status shows: listeners, serving tier, backends and their health."""
+        return {"listeners": [listener.group.status() for listener in self.listeners]}
+
+    def _group(self, listener: str) -> BackendGroup:
+        found = self.by_name.get(listener)
+        if found is None:
+            raise UnknownName(f"no listener {listener!r}")
+        return found.group
 
     # -- shutdown -------------------------------------------------------------
 
