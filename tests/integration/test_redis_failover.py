@@ -1,0 +1,146 @@
+"""Failover and failback with real redis-servers: killed (refused) and vanished (blackholed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import IN_CI, require_tool
+from tests.support.redis import Probe, RedisServer, free_port
+
+INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.3, 2, 2
+CONNECT_TIMEOUT, FAILBACK_DELAY = 0.5, 2.0
+
+
+def relay_listener(primary: tuple[str, int], replica: tuple[str, int]) -> list[dict[str, object]]:
+    return [{
+        "name": "redis", "listen": "127.0.0.1:0", "connect_timeout": CONNECT_TIMEOUT,
+        "failback_delay": FAILBACK_DELAY,
+        "health": {"kind": "send_expect", "send": "PING\r\n", "expect": "+PONG",
+                   "interval": INTERVAL, "timeout": TIMEOUT, "rise": RISE, "fall": FALL,
+                   "down_backoff_max": "2s"},
+        "retry": {"attempts": 4, "deadline": "4s", "backoff_initial": "50ms"},
+        "backends": [
+            {"name": "primary", "address": f"{primary[0]}:{primary[1]}", "tier": 0},
+            {"name": "replica", "address": f"{replica[0]}:{replica[1]}", "tier": 1}],
+    }]
+
+
+def test_primary_sigkill_zero_errors_then_failback(tmp_path, start_relay):
+    server_bin = require_tool("redis-server")
+    p_port, r_port = free_port(), free_port()
+    primary = RedisServer(server_bin, p_port, str(tmp_path)).start()
+    replica = RedisServer(server_bin, r_port, str(tmp_path)).start()
+    try:
+        relay = start_relay(relay_listener(("127.0.0.1", p_port), ("127.0.0.1", r_port)))
+        probe = Probe(relay.port()).start()
+        try:
+            time.sleep(1.0)
+            t_kill = time.monotonic()
+            primary.kill()
+            relay.wait_event(lambda e: e.get("event") == "backend_down", timeout=10)
+            time.sleep(1.0)
+            t_restart = time.monotonic()
+            primary.start()
+            deadline = time.monotonic() + FAILBACK_DELAY + 10
+            while time.monotonic() < deadline:
+                if any(p == p_port and t > t_restart for t, _, p, _ in probe.results):
+                    break
+                time.sleep(0.05)
+        finally:
+            probe.stop()
+        assert probe.errors(since=t_kill) == [], probe.errors()[:5]
+        assert len(probe.errors()) <= 1  # at most the one request in flight at the kill
+        switch = probe.first_served_by(r_port, t_kill) - t_kill
+        back = probe.first_served_by(p_port, t_restart) - t_restart
+        print(f"\nSIGKILL: first session on replica {switch * 1000:.0f} ms after the kill; "
+              f"failback {back:.2f} s after restart (failback_delay {FAILBACK_DELAY}s)")
+        assert switch <= FALL * INTERVAL + TIMEOUT + 1.0
+        assert back >= FAILBACK_DELAY
+        assert back <= FAILBACK_DELAY + RISE * INTERVAL + 2.0 + 2.0  # + down re-check backoff
+    finally:
+        primary.stop()
+        replica.stop()
+
+
+class Netns:
+    """A network namespace joined to the host by a veth pair: a host we can make vanish."""
+
+    def __init__(self, name: str, subnet: int) -> None:
+        self.name = name
+        self.host_if = f"{name}-h"
+        self.ns_if = f"{name}-n"
+        self.host_ip = f"10.231.{subnet}.1"
+        self.ip = f"10.231.{subnet}.2"
+
+    def create(self) -> Netns:
+        for cmd in (
+            f"ip netns add {self.name}",
+            f"ip link add {self.host_if} type veth peer name {self.ns_if}",
+            f"ip link set {self.ns_if} netns {self.name}",
+            f"ip addr add {self.host_ip}/30 dev {self.host_if}",
+            f"ip link set {self.host_if} up",
+            f"ip netns exec {self.name} ip addr add {self.ip}/30 dev {self.ns_if}",
+            f"ip netns exec {self.name} ip link set {self.ns_if} up",
+            f"ip netns exec {self.name} ip link set lo up",
+        ):
+            subprocess.run(cmd.split(), check=True, capture_output=True)
+        return self
+
+    def vanish(self) -> None:
+        """Take the link down inside: SYNs go nowhere, connects time out."""
+        subprocess.run(f"ip netns exec {self.name} ip link set {self.ns_if} down".split(),
+                       check=True, capture_output=True)
+
+    def remove(self) -> None:
+        subprocess.run(f"ip link del {self.host_if}".split(), capture_output=True)
+        subprocess.run(f"ip netns del {self.name}".split(), capture_output=True)
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple[Netns, Netns]]:
+    if os.geteuid() != 0 or (not os.path.exists("/usr/sbin/ip") and not os.path.exists("/sbin/ip")):
+        if IN_CI:
+            pytest.fail("network namespaces need root and iproute2 (CI runs as root)")
+        pytest.skip("network namespaces need root and iproute2")
+    tag = f"rt{os.getpid() % 100000}"
+    a, b = Netns(f"{tag}a", 71), Netns(f"{tag}b", 72)
+    try:
+        yield a.create(), b.create()
+    finally:
+        a.remove()
+        b.remove()
+
+
+def test_primary_host_vanishes_zero_errors(tmp_path, start_relay, two_hosts):
+    server_bin = require_tool("redis-server")
+    host_a, host_b = two_hosts
+    primary = RedisServer(server_bin, 6379, str(tmp_path), host=host_a.ip, netns=host_a.name).start()
+    replica = RedisServer(server_bin, 6380, str(tmp_path), host=host_b.ip, netns=host_b.name).start()
+    try:
+        relay = start_relay(relay_listener((host_a.ip, 6379), (host_b.ip, 6380)))
+        probe = Probe(relay.port(), every=0.02).start()
+        try:
+            time.sleep(1.0)
+            t_fault = time.monotonic()
+            host_a.vanish()
+            event = relay.wait_event(lambda e: e.get("event") == "backend_down", timeout=15)
+            t_down = time.monotonic()
+            time.sleep(1.5)
+        finally:
+            probe.stop()
+        assert probe.errors(since=t_fault) == [], probe.errors()[:5]
+        assert len(probe.errors()) <= 1  # at most the one request in flight at the fault
+        switch = probe.first_served_by(6380, t_fault) - t_fault
+        print(f"\nblackholed: first session on replica {switch * 1000:.0f} ms after the fault; "
+              f"marked down after {t_down - t_fault:.2f} s ({event.get('cause')})")
+        # a session's connect to the vanished primary times out, then it retries on the replica
+        assert switch <= CONNECT_TIMEOUT + 1.0
+        assert t_down - t_fault <= FALL * (INTERVAL + TIMEOUT) + 2.0
+    finally:
+        primary.kill()
+        replica.kill()
