@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import IN_CI, require_tool
-from tests.support.redis import Probe, RedisServer, free_port
+from tests.support.probe import Probe
+from tests.support.redis import RedisServer, free_port, redis_port_of
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.3, 2, 2
 CONNECT_TIMEOUT, FAILBACK_DELAY = 0.5, 2.0
@@ -37,7 +38,7 @@ def test_primary_sigkill_zero_errors_then_failback(tmp_path, start_relay):
     replica = RedisServer(server_bin, r_port, str(tmp_path)).start()
     try:
         relay = start_relay(relay_listener(("127.0.0.1", p_port), ("127.0.0.1", r_port)))
-        probe = Probe(relay.port()).start()
+        probe = Probe(lambda: redis_port_of("127.0.0.1", relay.port(), timeout=10)).start()
         try:
             time.sleep(1.0)
             t_kill = time.monotonic()
@@ -123,7 +124,8 @@ def test_primary_host_vanishes_zero_errors(tmp_path, start_relay, two_hosts):
     replica = RedisServer(server_bin, 6380, str(tmp_path), host=host_b.ip, netns=host_b.name).start()
     try:
         relay = start_relay(relay_listener((host_a.ip, 6379), (host_b.ip, 6380)))
-        probe = Probe(relay.port(), every=0.02).start()
+        probe = Probe(lambda: redis_port_of("127.0.0.1", relay.port(), timeout=10),
+                      every=0.02).start()
         try:
             time.sleep(1.0)
             t_fault = time.monotonic()

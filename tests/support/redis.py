@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
 
 
 def free_port() -> int:
@@ -64,45 +62,3 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-
-
-@dataclass
-class Probe:
-    """New connections through relay every `every` seconds, each asking who serves it."""
-
-    port: int
-    every: float = 0.01
-    # (started, finished, port that served it or None, error)
-    results: list[tuple[float, float, int | None, str]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Probe:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120  # bounded whatever the test does
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            t = time.monotonic()
-            try:
-                port = redis_port_of("127.0.0.1", self.port, timeout=10)
-                self.results.append((t, time.monotonic(), port, ""))
-            except OSError as exc:
-                self.results.append((t, time.monotonic(), None, repr(exc)))
-            self._stop.wait(self.every)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def errors(self, since: float = 0.0) -> list[tuple[float, float, int | None, str]]:
-        """Failed sessions among those started at or after `since`. (A request in flight on
-        the primary when it dies fails with it: close_on_down resets it on purpose.)"""
-        return [r for r in self.results if r[3] and r[0] >= since]
-
-    def first_served_by(self, port: int, after: float) -> float:
-        """When the first session started after `after` and served by `port` got its answer."""
-        return min(end for start, end, p, _ in self.results if start >= after and p == port)
