@@ -12,8 +12,9 @@ class Named:
     """A backend that can be stopped (port refused), restarted on the same port, or made to
     fail its health checks while its sessions stay open."""
 
-    def __init__(self, name: str, port: int = 0) -> None:
+    def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1") -> None:
         self.name = name
+        self.host = host
         self.healthy = True
         self.server: ThreadServer | None = None
         self.port = port
@@ -31,7 +32,7 @@ class Named:
             reader.close()
 
     def start(self) -> None:
-        self.server = ThreadServer(self._handle, port=self.port)
+        self.server = ThreadServer(self._handle, port=self.port, host=self.host)
         self.port = self.server.port
 
     def stop(self) -> None:

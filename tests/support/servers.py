@@ -99,11 +99,13 @@ class ThreadServer:
     """Runs handler(conn) in a thread per accepted connection; closes everything on close()."""
 
     def __init__(self, handler: Callable[[socket.socket], None],
-                 family: int = socket.AF_INET, port: int = 0) -> None:
+                 family: int = socket.AF_INET, port: int = 0, host: str | None = None) -> None:
         self.handler = handler
         self.sock = socket.socket(family)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", port))
+        if host is None:
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        self.sock.bind((host, port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
