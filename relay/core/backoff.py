@@ -15,15 +15,12 @@ class Backoff:
 
     def base(self, attempt: int) -> float:
         """Delay before retry number `attempt` (0 = the first retry), without jitter."""
-        if attempt <= 0:
+        if attempt <= 0 or self.initial <= 0 or self.multiplier <= 1.0:
             return min(self.initial, self.maximum)
-        # grow step by step so a huge attempt number cannot overflow a float power
-        delay = self.initial
-        for _ in range(attempt):
-            delay *= self.multiplier
-            if delay >= self.maximum:
-                return self.maximum
-        return delay
+        try:
+            return min(self.initial * self.multiplier ** attempt, self.maximum)
+        except OverflowError:  # a huge attempt number: long past the cap
+            return self.maximum
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """base(attempt) with jitter; never negative, never above maximum * (1 + jitter)."""

@@ -56,6 +56,8 @@ class HealthState:
         self.since: float | None = None  # when the current up/down state began
         self.last_check: float | None = None
         self.last_error = ""
+        self.failed_checks = 0  # failures since the last success, for the transition's cause
+        self.failed_traffic = 0
 
     @property
     def up(self) -> bool:
@@ -76,6 +78,7 @@ class HealthState:
         self.checked = True
         self.last_check = now
         self.suspect = False
+        self.failed_checks = self.failed_traffic = 0
         if self.up:
             self.level = self.top
             return None
@@ -91,25 +94,35 @@ class HealthState:
         self.checked = True
         self.last_check = now
         self.last_error = error
-        return self._fail(now, f"{self.fall}/{self.fall} checks failed: {error}", check=True)
+        self.failed_checks += 1
+        return self._fail(now, error, check=True)
 
     # -- passive observation ---------------------------------------------------
 
     def traffic_failed(self, now: float, error: str) -> Transition | None:
         """A connect error or reset seen by a real session."""
         self.last_error = error
+        self.failed_traffic += 1
         if self.up:
             self.suspect = True
-        return self._fail(now, f"{self.fall} failures in a row, last from traffic: {error}",
-                          check=False)
+        return self._fail(now, error, check=False)
 
     def traffic_succeeded(self, now: float) -> None:
         """A real session connected: an up backend is trusted again."""
         if self.up:
             self.suspect = False
             self.level = self.top
+            self.failed_checks = self.failed_traffic = 0
 
-    def _fail(self, now: float, cause: str, check: bool) -> Transition | None:
+    def _cause(self, error: str) -> str:
+        if not self.failed_traffic:
+            return f"{self.failed_checks}/{self.fall} checks failed: {error}"
+        if not self.failed_checks:
+            return f"{self.failed_traffic}/{self.fall} connections from traffic failed: {error}"
+        return (f"{self.failed_checks} checks and {self.failed_traffic} connections "
+                f"failed: {error}")
+
+    def _fail(self, now: float, error: str, check: bool) -> Transition | None:
         if not self.up:
             self.level = 0
             if check:
@@ -121,7 +134,7 @@ class HealthState:
             self.suspect = False
             self.down_checks = 1 if check else 0
             self.since = now
-            return Transition("down", cause)
+            return Transition("down", self._cause(error))
         return None
 
     # -- scheduling ---------------------------------------------------------------

@@ -54,11 +54,15 @@ class TierSelector:
                 return None
             self.serving = None
             return TierChange(old, None, "no backend")
-        if old is None or old not in available:
+        if old is None:
             self.serving = best
-            if old is None:
-                return TierChange(None, best, "recovered")
-            return TierChange(old, best, "failover" if best > old else "failback")
+            return TierChange(None, best, "recovered")
+        if old not in available:
+            # The serving tier is gone: a higher tier first (failing over to a lower one
+            # here would skip failback_delay or the operator); a lower one only if alone.
+            higher = [t for t in available if t > old]
+            self.serving = min(higher) if higher else best
+            return TierChange(old, self.serving, "failover")
         if best < old and self.failback == "auto" and self._stable(best, now):
             self.serving = best
             return TierChange(old, best, "failback")

@@ -200,7 +200,7 @@ def test_traffic_failures_count_as_failures_towards_fall():
     assert h.traffic_failed(1.0, "reset") is None
     assert h.traffic_failed(2.0, "reset") is None
     transition = h.traffic_failed(3.0, "reset")
-    assert transition == Transition("down", "3 failures in a row, last from traffic: reset")
+    assert transition == Transition("down", "3/3 connections from traffic failed: reset")
     assert not h.up and not h.suspect and not h.available
     assert h.since == 3.0
 
@@ -512,3 +512,14 @@ def test_next_check_stays_between_the_jittered_interval_and_the_jittered_cap(
         if h.up:
             assert delay == interval
         assert interval * (1 - jitter) * (1 - 1e-12) <= delay <= cap * (1 + jitter) * (1 + 1e-12)
+
+
+def test_down_cause_counts_what_really_failed():
+    fresh = HealthState(rise=2, fall=3, interval=1.0, down_backoff_max=8.0, initial="up")
+    # counted as up before its first check: one failure is enough, and the cause says one
+    assert fresh.check_failed(0.0, "refused") == Transition("down", "1/3 checks failed: refused")
+    h = checked_up(fall=3)
+    h.traffic_failed(1.0, "reset")
+    h.traffic_failed(2.0, "reset")
+    assert h.check_failed(3.0, "refused") == Transition(
+        "down", "1 checks and 2 connections failed: refused")

@@ -278,3 +278,19 @@ def test_a_flapping_primary_fails_over_once_and_fails_back_once_after_it_is_stab
     assert stable_since + 10.0 <= when < stable_since + 10.0 + 0.3
     assert len(changes) == 3
     assert s.serving == 0
+
+
+def test_losing_the_serving_tier_prefers_a_higher_tier_over_an_unsettled_lower_one():
+    sel = TierSelector("manual", failback_delay=10.0)
+    sel.update(0.0, {1, 2})  # start on tier 1
+    sel.update(2.0, {0, 1, 2})  # tier 0 back, manual: stays on 1
+    change = sel.update(3.0, {0, 2})  # tier 1 gone
+    assert change is not None and change.new == 2 and change.cause == "failover"
+
+
+def test_losing_the_serving_tier_with_only_a_lower_one_left_serves_it():
+    sel = TierSelector("manual", failback_delay=10.0)
+    sel.update(0.0, {1})
+    sel.update(2.0, {0, 1})
+    change = sel.update(3.0, {0})
+    assert change is not None and change.new == 0
