@@ -276,3 +276,36 @@ def test_check_timeout_marks_a_silent_backend_down(relay_factory):
         assert "no answer within timeout" in str(backend_state(relay, "mute")["last_error"])
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("drain_after", ["500ms", "off"])
+def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_factory, drain_after):
+    primary, backup = pair
+    relay = relay_factory(config(primary, backup, failback_delay="300ms",
+                                 drain_backup_after=drain_after))
+    port = relay.port("db")
+    primary.stop()
+    wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
+    held = socket.create_connection(("127.0.0.1", port))
+    reader = held.makefile("rb")
+    try:
+        held.sendall(b"WHO\n")
+        assert reader.readline() == b"backup\n"
+        primary.start()
+        wait_for(lambda: ask(port) == "primary", timeout=10, step=0.05)
+        t_failback = time.monotonic()
+        held.settimeout(5)
+        if drain_after == "off":
+            time.sleep(1.0)
+            held.sendall(b"WHO\n")
+            assert reader.readline() == b"backup\n"  # kept: "off" never cuts
+        else:
+            try:
+                closed = reader.readline() == b""
+            except ConnectionResetError:
+                closed = True
+            assert closed
+            assert time.monotonic() - t_failback >= 0.3  # after its grace, not at failback
+    finally:
+        reader.close()
+        held.close()
