@@ -12,6 +12,7 @@ a configured delay many times longer than the work takes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -897,6 +898,80 @@ def test_noop_passes_data(proxies: Proxies, proxy: dict[str, Any]) -> None:
     proxies.add_toxic(proxy, "noop", stream="upstream")
     with contextlib.closing(connect(proxy)) as sock:
         roundtrip(sock, b"unchanged")
+
+
+# The end of a stream (EOF) queues behind the data: each toxic first passes on what it holds,
+# then the close. Checked with a payload far larger than one 32 KiB chunk, one toxic at a time.
+# Only the direction that ends is checked: a client's SHUT_WR still tears the whole connection
+# down (no half-close, see test_client_shutdown_write_tears_the_connection_down).
+DRAIN_PAYLOAD = 512 * 1024
+DRAINING_TOXICS = {
+    "latency": {"latency": 300},  # everything read is still held when the EOF comes in
+    "bandwidth": {"rate": 2048},  # KB/s: 512 KiB take >= 0.256 s
+    "slicer": {"average_size": 100, "size_variation": 50, "delay": 0},
+}
+
+
+def _digest(data: bytes) -> str:
+    return f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+
+
+@contextlib.contextmanager
+def _sender(payload: bytes) -> Iterator[str]:
+    """A server on 127.0.0.1 port 0 that writes ``payload`` to its first client, then closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(TIMEOUT)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                conn.sendall(payload)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        thread.join(TIMEOUT + 1)
+        server.close()
+
+
+@pytest.mark.parametrize("toxic_type", sorted(DRAINING_TOXICS))
+def test_downstream_toxic_delivers_what_it_holds_before_the_server_close(
+        proxies: Proxies, toxic_type: str) -> None:
+    payload = random.randbytes(DRAIN_PAYLOAD)
+    with _sender(payload) as upstream:
+        proxy = proxies.create(upstream)
+        proxies.add_toxic(proxy, toxic_type, **DRAINING_TOXICS[toxic_type])
+        start = time.monotonic()
+        with contextlib.closing(connect(proxy)) as sock:
+            got = recv_all(sock)
+        took = time.monotonic() - start
+    assert _digest(got) == _digest(payload)
+    if toxic_type == "latency":
+        assert took >= 0.3 - SLACK
+    if toxic_type == "bandwidth":
+        assert took >= DRAIN_PAYLOAD / 2_048_000 * 0.8
+
+
+@pytest.mark.parametrize("toxic_type", sorted(DRAINING_TOXICS))
+def test_upstream_toxic_delivers_what_it_holds_before_the_client_eof(
+        proxies: Proxies, toxic_type: str) -> None:
+    sink = Backend(echo=False)
+    try:
+        proxy = proxies.create(sink.address)
+        proxies.add_toxic(proxy, toxic_type, stream="upstream", **DRAINING_TOXICS[toxic_type])
+        payload = random.randbytes(DRAIN_PAYLOAD)
+        with contextlib.closing(connect(proxy)) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            assert recv_all(sock) == b""  # closed once the sink got everything
+            # every byte reached the sink before the proxy closed the sink's connection
+            assert _digest(sink.wait_received(len(payload))) == _digest(payload)
+    finally:
+        sink.close()
 
 
 def _echoes(proxy: dict[str, Any]) -> bool:
