@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.named import Named, ask
 from tests.support.probe import Probe
-from tests.support.servers import EchoServer, recv_all
+from tests.support.servers import EchoServer
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.3, 0.2, 2, 2
 CONNECT_TIMEOUT, FAILBACK_DELAY = 0.5, 1.5
@@ -190,14 +190,23 @@ def echo_proxy(toxiproxy: Any) -> Iterator[Any]:
 
 
 def _echo_through(port: int, payload: bytes) -> bytes:
+    """Send payload and read as many bytes back before closing: Toxiproxy has no half-close
+    (a client's SHUT_WR tears its connection down), so EOF must not go first."""
     with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.append(recv_all(conn)))
+        got = bytearray()
+
+        def read() -> None:
+            while len(got) < len(payload):
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    return
+                got.extend(chunk)
+
+        reader = threading.Thread(target=read)
         reader.start()
         conn.sendall(payload)
-        conn.shutdown(socket.SHUT_WR)
         reader.join(90)
-    return got[0]
+    return bytes(got)
 
 
 @pytest.mark.parametrize("toxic", [
