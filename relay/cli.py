@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import resource
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from relay import __version__
 from relay.config import Config, load_config
@@ -99,6 +101,21 @@ def _raise_fd_limit(config: Config) -> None:
                     effect="accept pauses when descriptors run out")
 
 
+def _read_token(config: Config) -> str | None:
+    token_file = config.admin.token_file
+    if token_file is None:
+        return None
+    try:
+        with open(token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(config.source, [ConfigProblem("admin.token_file", f"cannot read: {exc}")]) \
+            from None
+    if not token:
+        raise ConfigError(config.source, [ConfigProblem("admin.token_file", "the file is empty")])
+    return token
+
+
 def cmd_run(path: str) -> int:
     from relay.net.server import RelayServer
 
@@ -109,38 +126,80 @@ def cmd_run(path: str) -> int:
     if config.runtime.workers != 1:
         log.warning("workers_not_supported_yet", workers=config.runtime.workers or "auto",
                     running=1)
-    server = RelayServer(config, resolved)
+    token = _read_token(config)
+    server = RelayServer(config, resolved, admin_token=token)
     try:
         server.open()
     except OSError as exc:
         server.reactor.close()
-        listener = next(lst for lst in server.listeners if lst.sock is None)
-        index = config.listeners.index(listener.config)
+        key, address = server.failed_address
         raise ConfigError(path, [ConfigProblem(
-            f"listener[{index}].listen",
-            f"cannot listen on {listener.address.text}: {exc.strerror or exc}")]) from None
+            key, f"cannot listen on {address}: {exc.strerror or exc}")]) from None
     server.run()
     return EXIT_OK
 
 
-def cmd_probe(path: str, timeout: float = 2.0) -> int:
-    config = load_config(path)
+def _admin_get(config: Config, path: str, timeout: float) -> tuple[int, bytes]:
     listen = config.admin.listen
-    host = "127.0.0.1" if listen.host in ("0.0.0.0", "") else "::1" if listen.host == "::" \
-        else listen.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)
     conn = http.client.HTTPConnection(host, listen.port, timeout=timeout)
     try:
-        conn.request("GET", "/healthz")
-        status = conn.getresponse().status
-    except OSError as exc:
-        print(f"relay: probe: {listen}: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
     finally:
         conn.close()
+
+
+def cmd_probe(path: str, timeout: float = 2.0) -> int:
+    config = load_config(path)
+    try:
+        status, _ = _admin_get(config, "/healthz", timeout)
+    except OSError as exc:
+        print(f"relay: probe: {config.admin.listen}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
     if status != 200:
-        print(f"relay: probe: {listen}/healthz answered {status}", file=sys.stderr)
+        print(f"relay: probe: {config.admin.listen}/healthz answered {status}", file=sys.stderr)
         return EXIT_INTERNAL
     return EXIT_OK
+
+
+def cmd_status(path: str, timeout: float = 5.0) -> int:
+    config = load_config(path)
+    try:
+        status, body = _admin_get(config, "/status", timeout)
+    except OSError as exc:
+        print(f"relay: status: {config.admin.listen}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    if status != 200:
+        print(f"relay: status: {config.admin.listen}/status answered {status}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(format_status(json.loads(body)))
+    return EXIT_OK
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """/status as a table for a person at a terminal."""
+    lines = [f"relay {status.get('version', '?')}  up {status.get('uptime_seconds', 0):.0f}s  "
+             f"sessions {status.get('sessions', 0)}" + ("  STOPPING" if status.get("stopping") else "")]
+    for lst in status.get("listeners", []):
+        tier = lst.get("active_tier")
+        lines.append("")
+        lines.append(f"listener {lst['name']}  {lst.get('listen', '')}  serving tier "
+                     f"{'none' if tier == -1 else tier}  failback {lst.get('failback', '')}  "
+                     f"sessions {lst.get('sessions', 0)}")
+        rows = [("BACKEND", "TIER", "ADDRESS", "STATE", "ADMIN", "SESSIONS", "CHECKED", "LAST ERROR")]
+        for b in lst.get("backends", []):
+            ago = b.get("last_check_seconds_ago")
+            rows.append((b["name"], str(b["tier"]), b["address"],
+                         b["state"] + ("" if b.get("available") or b["state"] == "down"
+                                       or b["admin_state"] != "ready" else " (suspect)"),
+                         b["admin_state"], str(b["sessions"]),
+                         "never" if ago is None else f"{ago:.1f}s ago", b.get("last_error") or "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run in the foreground; logs to stderr"),
                        ("check", "validate the configuration and print a summary"),
-                       ("probe", "exit 0 when this relay's /healthz answers 200")):
+                       ("probe", "exit 0 when this relay's /healthz answers 200"),
+                       ("status", "show this relay's /status as a table")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("-c", "--config", metavar="FILE",
                          help=f"configuration file (default: $RELAY_CONFIG, then {DEFAULT_CONFIG})")
@@ -159,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = _config_path(args.config)
-    commands = {"run": cmd_run, "check": cmd_check, "probe": cmd_probe}
+    commands = {"run": cmd_run, "check": cmd_check, "probe": cmd_probe, "status": cmd_status}
     try:
         return commands[args.command](path)
     except ConfigError as exc:

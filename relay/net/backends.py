@@ -46,6 +46,7 @@ class Backend:
         self.bytes_up = 0  # client -> backend, of sessions closed so far
         self.bytes_down = 0
         self.connect_errors: Counter[str] = Counter()
+        self.connect_times: list[float] = []  # seconds, until the metrics take them
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
 
@@ -53,13 +54,15 @@ class Backend:
     def active(self) -> int:
         return len(self.sessions)
 
-    def status(self) -> dict[str, object]:
+    def status(self, now: float) -> dict[str, object]:
         h = self.health
         return {
             "name": self.name, "tier": self.tier, "address": self.target.text,
             "state": h.state, "admin_state": h.admin, "available": h.available,
             "checked": h.checked, "sessions": len(self.sessions),
-            "last_check": h.last_check, "last_error": h.last_error,
+            "last_check_seconds_ago": None if h.last_check is None
+            else round(now - h.last_check, 3),
+            "last_error": h.last_error or None,
         }
 
     def view(self) -> BackendView:
@@ -261,12 +264,13 @@ class BackendGroup:
         return 0
 
 
-    def status(self) -> dict[str, object]:
+    def status(self, now: float) -> dict[str, object]:
         return {
             "name": self.listener_name,
             "active_tier": _tier_text(self.tiers.serving),
             "failback": self.config.failback,
-            "backends": [b.status() for b in self.backends],
+            "sessions": sum(len(b.sessions) for b in self.backends),
+            "backends": [b.status(now) for b in self.backends],
         }
 
 

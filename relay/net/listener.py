@@ -47,9 +47,11 @@ class Listener:
         self.buffers: BufferPool = server.buffers
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
+        self.bound = ""
         self.active = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.closed_durations: list[float] = []  # seconds, until the metrics take them
         self._paused = False
         self._pause_logged = False
 
@@ -155,8 +157,11 @@ class Listener:
         backend = session.backend
         up = session.up.bytes if session.up else 0
         down = session.down.bytes if session.down else 0
+        duration = self.reactor.now - session.opened
         if was_relaying and backend is not None:
             backend.sessions.discard(session)
+            if len(self.closed_durations) < 100_000:
+                self.closed_durations.append(duration)
             backend.bytes_up += up
             backend.bytes_down += down
         if session.cause == "no_backend":
@@ -167,7 +172,7 @@ class Listener:
             fields = dict(listener=self.name, client=session.client_addr,
                           backend=backend.name if backend else "-", bytes_up=up,
                           bytes_down=down,
-                          duration=round(self.reactor.now - session.opened, 6),
+                          duration=round(duration, 6),
                           cause=session.cause)
             if self.config.access_log:
                 log.info("access", **fields)

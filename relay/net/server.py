@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import random
 import signal
+import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
+from relay import __version__
 from relay.config.model import Config
 from relay.core.health import ADMIN_STATES
 from relay.logs import log
+from relay.metrics import Metrics
+from relay.net.admin import AdminServer
 from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.listener import Listener
@@ -25,10 +30,19 @@ class UnknownName(LookupError):
 
 
 class RelayServer:
-    def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None) -> None:
-        """resolved maps str(Address) to its socket address; missing ones are resolved here."""
+    HEARTBEAT = 1.0  # seconds between heartbeats of the loop (also the metrics flush)
+    HEARTBEAT_STALE = 3.0  # /healthz fails when the last heartbeat is older than this
+
+    def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
+                 admin_token: str | None = None, admin: bool = True) -> None:
+        """resolved maps str(Address) to its socket address; missing ones are resolved here.
+        admin_token: the bearer token POST actions need (read from admin.token_file)."""
         self.config = config
         self.reactor = Reactor()
+        self.started = time.time()
+        self.metrics = Metrics()
+        self.reloads: Counter[str] = Counter()
+        self.heartbeat = self.reactor.now
         self.max_connections = config.runtime.max_connections
         self.use_splice = config.runtime.splice == "auto" and splice_supported()
         self.pipes = PipePool(max_total=2 * self.max_connections + 64)
@@ -52,21 +66,30 @@ class RelayServer:
             for lc in config.listeners
         ]
         self.by_name = {listener.name: listener for listener in self.listeners}
+        self.admin = (AdminServer(self, lookup(config.admin.listen, True), admin_token)
+                      if admin else None)
 
     def open(self) -> None:
-        """Bind every listener; on failure close the ones already open and re-raise."""
+        """Bind every listener and the admin server; on failure close what was opened and
+        re-raise (the caller names the address from `failed_address`)."""
         try:
-            for listener in self.listeners:
+            for i, listener in enumerate(self.listeners):
+                self.failed_address = (f"listener[{i}].listen", listener.address.text)
                 listener.open()
+            if self.admin is not None:
+                self.failed_address = ("admin.listen", self.admin.address.text)
+                self.admin.open()
         except OSError:
             for listener in self.listeners:
                 listener.close()
             raise
+        self.failed_address = ("", "")
 
     def start(self) -> None:
         """Start health checks; after open(), before the loop turns."""
         for listener in self.listeners:
             listener.group.start_checks()
+        self.reactor.call_later(self.HEARTBEAT, self._beat)
         log.info("relay_started", listeners=len(self.listeners),
                  splice="on" if self.use_splice else "off")
 
@@ -99,7 +122,30 @@ class RelayServer:
 
     def status(self) -> dict[str, object]:
         """What /status shows: listeners, serving tier, backends and their health."""
-        return {"listeners": [listener.group.status() for listener in self.listeners]}
+        now = self.reactor.now
+        return {
+            "version": __version__,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "sessions": len(self.sessions),
+            "stopping": self.stopping,
+            "listeners": [{"listen": listener.bound or listener.address.text,
+                           "accepting": listener.sock is not None,
+                           **listener.group.status(now)} for listener in self.listeners],
+        }
+
+    def not_ready(self) -> list[str]:
+        """Why /readyz says 503: shutting down, or a listener with no backend up and ready."""
+        problems = ["shutting down"] if self.stopping else []
+        for listener in self.listeners:
+            if not any(b.health.up and b.health.admin == "ready" for b in listener.group.backends):
+                problems.append(f"listener {listener.name}: no backend up")
+        return problems
+
+    def _beat(self) -> None:
+        """The loop's heartbeat: proves to /healthz that it turns, and flushes the metrics."""
+        self.heartbeat = self.reactor.now
+        self.metrics.flush(self)
+        self.reactor.call_later(self.HEARTBEAT, self._beat)
 
     def _group(self, listener: str) -> BackendGroup:
         found = self.by_name.get(listener)
@@ -147,6 +193,8 @@ class RelayServer:
             session.close("shutdown")
         for listener in self.listeners:
             listener.close()
+        if self.admin is not None:
+            self.admin.close()
         self.pipes.close()
         self.reactor.close()
         log.info("relay_stopped")

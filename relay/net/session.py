@@ -210,7 +210,7 @@ class Direction:
 
 class Session:
     __slots__ = ("__weakref__", "attempts", "backend", "cause", "client",
-                 "client_addr", "connect_timer", "down", "idle_timer", "last_active",
+                 "client_addr", "connect_started", "connect_timer", "down", "idle_timer", "last_active",
                  "listener", "opened", "reactor", "scheduled", "server_end", "state", "tried", "up")
 
     def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
@@ -227,7 +227,7 @@ class Session:
         self.down: Direction | None = None  # backend -> client
         self.connect_timer: Timer | None = None
         self.idle_timer: Timer | None = None
-        self.opened = self.last_active = self.reactor.now
+        self.opened = self.last_active = self.connect_started = self.reactor.now
         self.scheduled = False
         self.cause = ""
         self.reactor.register(self.client.fd, _MASK, self)
@@ -249,6 +249,7 @@ class Session:
         self.backend = backend
         self.tried.append(backend)
         self.attempts += 1
+        self.connect_started = self.reactor.now
         try:
             sock, err = connect.start_connect(backend.target)
         except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
@@ -298,6 +299,8 @@ class Session:
             self.connect_timer.cancel()
             self.connect_timer = None
         self.state = RELAYING
+        if len(backend.connect_times) < 100_000:
+            backend.connect_times.append(self.reactor.now - self.connect_started)
         self.listener.group.connected(self, backend)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
