@@ -41,8 +41,9 @@ def start_relay(tmp_path: Path) -> Iterator[Any]:
     started: list[RelayProcess] = []
 
     def start(listeners: list[dict[str, object]], runtime: dict[str, object] | None = None,
-              nofile: int | None = None, wait: bool = True) -> RelayProcess:
-        text = toml_config(listeners, runtime)
+              nofile: int | None = None, wait: bool = True,
+              admin: dict[str, object] | None = None) -> RelayProcess:
+        text = toml_config(listeners, runtime, admin=admin)
         proc = RelayProcess(text, tmp_path, nofile=nofile)
         started.append(proc)
         return proc.wait_ready(len(listeners)) if wait else proc

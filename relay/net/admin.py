@@ -222,6 +222,9 @@ class AdminConnection:
                     continue
                 return
             if isinstance(event, h11.Request):
+                if event.http_version not in (b"1.0", b"1.1"):
+                    self._fail(505, "HTTP/1.0 or HTTP/1.1 only")
+                    return
                 self.request = event
                 self.body_size = 0
                 length = dict(event.headers).get(b"content-length")

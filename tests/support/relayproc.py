@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] | None = None,
-                admin_port: int = 0) -> str:
+                admin_port: int = 0, admin: dict[str, object] | None = None) -> str:
     """A relay.toml text. Each listener dict may hold 'backends' (list of dicts), 'retry', 'health'."""
 
     def value(v: object) -> str:
@@ -32,7 +32,8 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
 
     rt = {"log_format": "json", "log_level": "info", "shutdown_grace": "5s"}
     rt.update(runtime or {})
-    lines = ["[admin]", f'listen = "127.0.0.1:{admin_port}"', "", "[runtime]", *table(rt), ""]
+    lines = ["[admin]", f'listen = "127.0.0.1:{admin_port}"', *table(admin or {}), "",
+             "[runtime]", *table(rt), ""]
     for lst in listeners:
         lines += ["[[listener]]", *table(lst), ""]
         for sub in ("retry", "health"):
@@ -41,6 +42,19 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
         for backend in lst.get("backends", []):  # type: ignore[attr-defined]
             lines += ["[[listener.backend]]", *table(backend), ""]
     return "\n".join(lines)
+
+
+def admin_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+                  timeout: float = 10.0) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
 
 
 class RelayProcess:
@@ -71,6 +85,7 @@ class RelayProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.ports: dict[str, int] = {}
+        self.admin_port = 0
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -103,6 +118,8 @@ class RelayProcess:
         for event in self.events:
             if event.get("event") == "listener_open":
                 self.ports[str(event["listener"])] = int(str(event["address"]).rsplit(":", 1)[1])
+            elif event.get("event") == "admin_open":
+                self.admin_port = int(str(event["address"]).rsplit(":", 1)[1])
         assert len(self.ports) == listeners, self.ports
         return self
 
@@ -125,6 +142,11 @@ class RelayProcess:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise AssertionError("no VmRSS")
+
+    def http(self, method: str, path: str, headers: dict[str, str] | None = None,
+             timeout: float = 10.0) -> tuple[int, str]:
+        """One request to this relay's admin server: (status, body)."""
+        return admin_request(self.admin_port, method, path, headers, timeout)
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
