@@ -136,10 +136,8 @@ class AdminServer:
         return 200, CONTENT_TYPE_LATEST, self.server.metrics.render(self.server), []
 
     def _healthz(self) -> Response:
-        stalled = self.reactor.now - self.server.heartbeat
-        if stalled > self.server.HEARTBEAT_STALE:
-            return _text(503, f"reactor stalled: its last heartbeat was {stalled:.1f}s ago")
-        return _text(200, "ok")
+        stalled = self.server.stalled()
+        return _text(503, stalled) if stalled else _text(200, "ok")
 
     def _readyz(self) -> Response:
         problems = self.server.not_ready()

@@ -32,6 +32,7 @@ class UnknownName(LookupError):
 class RelayServer:
     HEARTBEAT = 1.0  # seconds between heartbeats of the loop (also the metrics flush)
     HEARTBEAT_STALE = 3.0  # /healthz fails when the last heartbeat is older than this
+    STALL_MEMORY = 5.0  # ... and for this long after the loop was stuck that long
 
     def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
                  admin_token: str | None = None, admin: bool = True) -> None:
@@ -43,6 +44,7 @@ class RelayServer:
         self.metrics = Metrics()
         self.reloads: Counter[str] = Counter()
         self.heartbeat = self.reactor.now
+        self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
         self.max_connections = config.runtime.max_connections
         self.use_splice = config.runtime.splice == "auto" and splice_supported()
         self.pipes = PipePool(max_total=2 * self.max_connections + 64)
@@ -133,6 +135,17 @@ class RelayServer:
                            **listener.group.status(now)} for listener in self.listeners],
         }
 
+    def stalled(self) -> str:
+        """Why /healthz fails: the loop is not turning, or was stuck a moment ago; else ''."""
+        now = self.reactor.now
+        quiet = now - self.heartbeat
+        if quiet > self.HEARTBEAT + self.HEARTBEAT_STALE:
+            return f"reactor stalled: its last heartbeat was {quiet:.1f}s ago"
+        if self.last_stall is not None and now - self.last_stall[0] < self.STALL_MEMORY:
+            ended, length = self.last_stall
+            return f"reactor stalled for {length:.1f}s, {now - ended:.1f}s ago"
+        return ""
+
     def not_ready(self) -> list[str]:
         """Why /readyz says 503: shutting down, or a listener with no backend up and ready."""
         problems = ["shutting down"] if self.stopping else []
@@ -143,7 +156,12 @@ class RelayServer:
 
     def _beat(self) -> None:
         """The loop's heartbeat: proves to /healthz that it turns, and flushes the metrics."""
-        self.heartbeat = self.reactor.now
+        now = self.reactor.now
+        lag = now - self.heartbeat - self.HEARTBEAT
+        if lag > self.HEARTBEAT_STALE:
+            self.last_stall = (now, lag + self.HEARTBEAT)
+            log.warning("reactor_stalled", seconds=round(lag + self.HEARTBEAT, 3))
+        self.heartbeat = now
         self.metrics.flush(self)
         self.reactor.call_later(self.HEARTBEAT, self._beat)
 

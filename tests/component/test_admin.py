@@ -10,7 +10,6 @@ import time
 import pytest
 
 from tests.support.named import Named, ask
-from tests.support.relayproc import admin_request
 
 TOKEN = "s3cret-token"
 
