@@ -151,28 +151,27 @@ def _admin_get(config: Config, path: str, timeout: float) -> tuple[int, bytes]:
         conn.close()
 
 
-def cmd_probe(path: str, timeout: float = 2.0) -> int:
-    config = load_config(path)
+def _admin_fetch(config: Config, command: str, path: str, timeout: float) -> bytes | None:
+    """The body of a 200 answer from this relay's admin server; None (said on stderr) else."""
     try:
-        status, _ = _admin_get(config, "/healthz", timeout)
+        status, body = _admin_get(config, path, timeout)
     except OSError as exc:
-        print(f"relay: probe: {config.admin.listen}: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
+        print(f"relay: {command}: {config.admin.listen}: {exc}", file=sys.stderr)
+        return None
     if status != 200:
-        print(f"relay: probe: {config.admin.listen}/healthz answered {status}", file=sys.stderr)
-        return EXIT_INTERNAL
-    return EXIT_OK
+        print(f"relay: {command}: {config.admin.listen}{path} answered {status}", file=sys.stderr)
+        return None
+    return body
+
+
+def cmd_probe(path: str, timeout: float = 2.0) -> int:
+    body = _admin_fetch(load_config(path), "probe", "/healthz", timeout)
+    return EXIT_INTERNAL if body is None else EXIT_OK
 
 
 def cmd_status(path: str, timeout: float = 5.0) -> int:
-    config = load_config(path)
-    try:
-        status, body = _admin_get(config, "/status", timeout)
-    except OSError as exc:
-        print(f"relay: status: {config.admin.listen}: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
-    if status != 200:
-        print(f"relay: status: {config.admin.listen}/status answered {status}", file=sys.stderr)
+    body = _admin_fetch(load_config(path), "status", "/status", timeout)
+    if body is None:
         return EXIT_INTERNAL
     print(format_status(json.loads(body)))
     return EXIT_OK

@@ -21,7 +21,7 @@ from relay.core.health import ADMIN_STATES
 from relay.core.tiers import FailbackRefused
 from relay.logs import log
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
-from relay.net.resolve import SockAddr
+from relay.net.resolve import SockAddr, listening_socket
 
 if TYPE_CHECKING:
     from relay.net.server import RelayServer
@@ -56,18 +56,8 @@ class AdminServer:
         self.bound = ""
 
     def open(self) -> None:
-        sock = socket.socket(self.address.family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(self.address.sockaddr)
-            sock.listen(128)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        sock, self.bound = listening_socket(self.address, 128)
         self.sock = sock
-        host, port = sock.getsockname()[:2]
-        self.bound = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
         self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("admin_open", address=self.bound)
 

@@ -13,7 +13,7 @@ from relay.config.model import ListenerConfig
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
 from relay.net.reactor import EPOLLIN, Reactor
-from relay.net.resolve import SockAddr
+from relay.net.resolve import SockAddr, listening_socket
 from relay.net.session import Session
 
 if TYPE_CHECKING:
@@ -59,18 +59,8 @@ class Listener:
 
     def open(self) -> None:
         """Bind and listen; OSError (e.g. address in use) goes to the caller."""
-        sock = socket.socket(self.address.family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(self.address.sockaddr)
-            sock.listen(_somaxconn())
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        sock, self.bound = listening_socket(self.address, _somaxconn())
         self.sock = sock
-        host, port = sock.getsockname()[:2]
-        self.bound = f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
         self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("listener_open", listener=self.name, address=self.bound)
 

@@ -1,4 +1,4 @@
-"""Turn configured host:port addresses into socket addresses (the DNS edge)."""
+"""Configured host:port addresses as socket addresses (the DNS edge), and listening on them."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ class SockAddr:
 
 class ResolveError(Exception):
     pass
+
+
+def listening_socket(address: SockAddr, backlog: int) -> tuple[socket.socket, str]:
+    """A bound, listening, non-blocking socket and the address it really got (port 0)."""
+    sock = socket.socket(address.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address.sockaddr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    return sock, f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def resolve(address: Address, *, passive: bool = False) -> SockAddr:
