@@ -18,7 +18,7 @@ from relay import __version__
 from relay.config import Config, load_config
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
-from relay.net.resolve import ResolveError, SockAddr, resolve
+from relay.runconfig import prepare, resolve_all
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "conf/relay.toml"
@@ -26,26 +26,6 @@ DEFAULT_CONFIG = "conf/relay.toml"
 
 def _config_path(arg: str | None) -> str:
     return arg or os.environ.get("RELAY_CONFIG") or DEFAULT_CONFIG
-
-
-def resolve_all(config: Config) -> dict[str, SockAddr]:
-    """Resolve every listen and backend address; unresolvable ones are ConfigErrors."""
-    resolved: dict[str, SockAddr] = {}
-    problems: list[ConfigProblem] = []
-    wanted = [(f"listener[{i}].listen", lc.listen, True) for i, lc in enumerate(config.listeners)]
-    wanted += [
-        (f"listener[{i}].backend[{j}].address", bc.address, False)
-        for i, lc in enumerate(config.listeners)
-        for j, bc in enumerate(lc.backends)
-    ]
-    for path, address, passive in wanted:
-        try:
-            resolved[str(address)] = resolve(address, passive=passive)
-        except ResolveError as exc:
-            problems.append(ConfigProblem(path, str(exc)))
-    if problems:
-        raise ConfigError(config.source, problems)
-    return resolved
 
 
 def _seconds(value: float | None) -> str:
@@ -101,33 +81,17 @@ def _raise_fd_limit(config: Config) -> None:
                     effect="accept pauses when descriptors run out")
 
 
-def _read_token(config: Config) -> str | None:
-    token_file = config.admin.token_file
-    if token_file is None:
-        return None
-    try:
-        with open(token_file, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeError) as exc:
-        raise ConfigError(config.source, [ConfigProblem("admin.token_file", f"cannot read: {exc}")]) \
-            from None
-    if not token:
-        raise ConfigError(config.source, [ConfigProblem("admin.token_file", "the file is empty")])
-    return token
-
-
 def cmd_run(path: str) -> int:
     from relay.net.server import RelayServer
 
-    config = load_config(path)
-    resolved = resolve_all(config)
+    ready = prepare(path)
+    config = ready.config
     log.configure(config.runtime.log_format, config.runtime.log_level)
     _raise_fd_limit(config)
     if config.runtime.workers != 1:
         log.warning("workers_not_supported_yet", workers=config.runtime.workers or "auto",
                     running=1)
-    token = _read_token(config)
-    server = RelayServer(config, resolved, admin_token=token)
+    server = RelayServer(config, ready.resolved, admin_token=ready.admin_token)
     try:
         server.open()
     except OSError as exc:

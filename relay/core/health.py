@@ -59,6 +59,14 @@ class HealthState:
         self.failed_checks = 0  # failures since the last success, for the transition's cause
         self.failed_traffic = 0
 
+    def reconfigure(self, rise: int, fall: int, interval: float, down_backoff_max: float) -> None:
+        """New check settings (a reload); up stays up and down stays down."""
+        was_up = self.up
+        self.rise, self.fall, self.top = rise, fall, rise + fall - 1
+        self.level = self.top if was_up else min(self.level, rise - 1)
+        self.interval = interval
+        self.recheck = Backoff(interval, max(interval, down_backoff_max), 2.0, self.recheck.jitter)
+
     @property
     def up(self) -> bool:
         return self.level >= self.rise

@@ -55,8 +55,9 @@ class AdminServer:
         self.connections: set[AdminConnection] = set()
         self.bound = ""
 
-    def open(self) -> None:
-        sock, self.bound = listening_socket(self.address, 128)
+    def open(self, bound: tuple[socket.socket, str] | None = None) -> None:
+        """Listen (on a socket a reload already bound, if given)."""
+        sock, self.bound = bound or listening_socket(self.address, 128)
         self.sock = sock
         self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("admin_open", address=self.bound)

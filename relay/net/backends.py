@@ -50,6 +50,15 @@ class Backend:
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
 
+    def reconfigure(self, config: BackendConfig, target: SockAddr,
+                    listener_config: ListenerConfig) -> None:
+        """A reload: same listener and name, so health and admin state carry over."""
+        h = listener_config.health
+        self.config = config
+        self.tier = config.tier
+        self.target = target
+        self.health.reconfigure(h.rise, h.fall, h.interval, h.down_backoff_max)
+
     @property
     def active(self) -> int:
         return len(self.sessions)
@@ -88,6 +97,32 @@ class BackendGroup:
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.refresh_tiers()
+
+    def reconfigure(self, config: ListenerConfig,
+                    backends: list[tuple[BackendConfig, SockAddr]]) -> None:
+        """A reload: backends whose name stays keep their health and admin state; removed
+        ones leave the group (their sessions finish); new ones start as a restart would."""
+        self.stop_checks()
+        kept = self.by_name
+        new: list[Backend] = []
+        for bc, target in backends:
+            backend = kept.get(bc.name)
+            if backend is None:
+                backend = Backend(bc, target, config)
+            else:
+                backend.reconfigure(bc, target, config)
+            new.append(backend)
+        if config.balance != self.config.balance:
+            self.balancer = make_balancer(config.balance)
+        self.config = config
+        self.backends = new
+        self.by_name = {b.name: b for b in new}
+        self.tiers.failback = config.failback
+        self.tiers.failback_delay = config.failback_delay
+        r = config.retry
+        self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
+        self.refresh_tiers()
+        self.start_checks()
 
     # -- checks -------------------------------------------------------------
 
@@ -242,6 +277,7 @@ class BackendGroup:
         if backend is None:
             raise KeyError(backend_name)
         was_available = backend.health.available
+        previous = backend.health.admin
         transition = backend.health.set_admin(state)
         if transition is not None:
             log.info("backend_admin", listener=self.listener_name, backend=backend.name,
@@ -250,7 +286,9 @@ class BackendGroup:
                 if backend.checker is not None:
                     backend.checker.stop()
                 self._close_sessions(backend, "maint")
-            elif backend.checker is not None and backend.checker.stopped:  # leaving maint
+            elif previous == "maint" and self.config.health.kind != "none":  # checks resume
+                if backend.checker is not None:
+                    backend.checker.stop()
                 backend.checker = Checker(self, backend, self.config.health)
                 backend.checker.schedule(0)
             self._after(backend, None, was_available)

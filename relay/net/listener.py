@@ -59,10 +59,24 @@ class Listener:
 
     def open(self) -> None:
         """Bind and listen; OSError (e.g. address in use) goes to the caller."""
-        sock, self.bound = listening_socket(self.address, _somaxconn())
-        self.sock = sock
+        self.adopt(*self.bind(self.address), self.address)
+
+    @staticmethod
+    def bind(address: SockAddr) -> tuple[socket.socket, str]:
+        return listening_socket(address, _somaxconn())
+
+    def adopt(self, sock: socket.socket, bound: str, address: SockAddr) -> None:
+        """Accept on `sock` from now on (a reload may move the listener); the old socket closes."""
+        self.close()
+        self.sock, self.bound, self.address = sock, bound, address
+        self._paused = False
         self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("listener_open", listener=self.name, address=self.bound)
+
+    def reconfigure(self, config: ListenerConfig) -> None:
+        """New settings for new sessions; open sessions keep the ones they started with."""
+        self.config = config
+        self.use_splice = self.server.use_splice
 
     def close(self) -> None:
         """Stop accepting: the socket is closed so a load balancer in front sees it at once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from relay import __version__
 from relay.config.model import Config
 from relay.core.health import ADMIN_STATES
+from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
 from relay.metrics import Metrics
 from relay.net.admin import AdminServer
@@ -18,8 +20,9 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.listener import Listener
 from relay.net.reactor import Reactor
-from relay.net.resolve import SockAddr, resolve
+from relay.net.resolve import SockAddr, listening_socket, resolve
 from relay.net.splice import PipePool, splice_supported
+from relay.runconfig import RunConfig, prepare
 
 if TYPE_CHECKING:
     from relay.net.session import Session
@@ -99,6 +102,7 @@ class RelayServer:
         """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.reactor.add_signal_handler(signum, self.handle_stop_signal)
+        self.reactor.add_signal_handler(signal.SIGHUP, self.handle_reload_signal)
         self.start()
         try:
             self.reactor.run()
@@ -170,6 +174,89 @@ class RelayServer:
         if found is None:
             raise UnknownName(f"no listener {listener!r}")
         return found.group
+
+    # -- reload ---------------------------------------------------------------------
+
+    def handle_reload_signal(self, signum: int) -> None:
+        self.reload(self.config.source)
+
+    def reload(self, path: str) -> bool:
+        """Apply the file at `path` in place, or keep everything as it is if it is invalid
+        (or a new address cannot be bound). Sessions in flight are never cut."""
+        if self.stopping:
+            return False
+        try:
+            ready = prepare(path)
+            self._apply(ready)
+        except ConfigError as exc:
+            for line in exc.lines():
+                log.error("reload_rejected", problem=line)
+            self.reloads["failure"] += 1
+            return False
+        self.reloads["success"] += 1
+        log.info("reload", source=path, listeners=len(self.listeners))
+        return True
+
+    def _apply(self, ready: RunConfig) -> None:
+        new, resolved = ready.config, ready.resolved
+        # First bind every address that is new, so a failure changes nothing.
+        fresh: dict[str, tuple[socket.socket, str]] = {}
+        admin_fresh: tuple[socket.socket, str] | None = None
+        admin_address = resolved.get(str(new.admin.listen)) or resolve(new.admin.listen, passive=True)
+        key = ""
+        try:
+            for i, lc in enumerate(new.listeners):
+                key = f"listener[{i}].listen"
+                current = self.by_name.get(lc.name)
+                target = resolved[str(lc.listen)]
+                same = current is not None and current.sock is not None and (
+                    current.address == target or current.bound == target.text)
+                if not same:
+                    fresh[lc.name] = Listener.bind(target)
+            if self.admin is not None and admin_address != self.admin.address:
+                key = "admin.listen"
+                admin_fresh = listening_socket(admin_address, 128)
+        except OSError as exc:
+            for sock, _ in fresh.values():
+                sock.close()
+            raise ConfigError(new.source, [ConfigProblem(key, f"cannot listen: {exc.strerror or exc}")]) \
+                from None
+        # Then change things.
+        self.config = new
+        self.max_connections = new.runtime.max_connections
+        self.pipes.max_total = 2 * self.max_connections + 64
+        self.use_splice = new.runtime.splice == "auto" and splice_supported()
+        log.configure(new.runtime.log_format, new.runtime.log_level)
+        names = {lc.name for lc in new.listeners}
+        for listener in self.listeners:
+            if listener.name not in names:  # removed: stop accepting, let its sessions finish
+                listener.close()
+                listener.group.stop_checks()
+                log.info("listener_removed", listener=listener.name, sessions=listener.active)
+        listeners = []
+        for lc in new.listeners:
+            backends = [(bc, resolved[str(bc.address)]) for bc in lc.backends]
+            existing = self.by_name.get(lc.name)
+            if existing is None:
+                group = BackendGroup(self.reactor, lc, [Backend(bc, t, lc) for bc, t in backends],
+                                     self.rng)
+                listener = Listener(self, lc, resolved[str(lc.listen)], group)
+                group.start_checks()
+            else:
+                listener = existing
+                listener.reconfigure(lc)
+                listener.group.reconfigure(lc, backends)
+            if lc.name in fresh:
+                listener.adopt(*fresh[lc.name], resolved[str(lc.listen)])
+            listeners.append(listener)
+        self.listeners = listeners
+        self.by_name = {listener.name: listener for listener in listeners}
+        if self.admin is not None:
+            self.admin.token = ready.admin_token
+            if admin_fresh is not None:
+                self.admin.close()
+                self.admin = AdminServer(self, admin_address, ready.admin_token)
+                self.admin.open(admin_fresh)
 
     # -- shutdown -------------------------------------------------------------
 

@@ -209,12 +209,13 @@ class Direction:
 
 
 class Session:
-    __slots__ = ("__weakref__", "attempts", "backend", "cause", "client",
-                 "client_addr", "connect_started", "connect_timer", "down", "idle_timer", "last_active",
-                 "listener", "opened", "reactor", "scheduled", "server_end", "state", "tried", "up")
+    __slots__ = ("__weakref__", "attempts", "backend", "cause", "client", "client_addr", "config",
+                 "connect_started", "connect_timer", "down", "idle_timer", "last_active", "listener",
+                 "opened", "reactor", "scheduled", "server_end", "state", "tried", "up")
 
     def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
         self.listener = listener
+        self.config = listener.config  # a reload changes the listener's, not this session's
         self.reactor = listener.reactor
         self.client = End(client)
         self.client_addr = client_addr
@@ -261,7 +262,7 @@ class Session:
             self._connect_failed(err)
             return
         self.reactor.register(self.server_end.fd, _MASK, self)
-        config = self.listener.config
+        config = self.config
         left = self.opened + config.retry.deadline - self.reactor.now
         self.connect_timer = self.reactor.call_later(
             max(0.001, min(config.connect_timeout, left)), self._connect_timed_out)
@@ -282,7 +283,7 @@ class Session:
         self._drop_server_end(reset=False)
         reason = connect.classify(err)
         self.listener.connect_failed(self, backend, reason, err)
-        retry = self.listener.config.retry
+        retry = self.config.retry
         if self.attempts < retry.attempts:
             delay = self.listener.group.retry_delay(self.attempts - 1)
             if self.reactor.now + delay < self.opened + retry.deadline:
@@ -306,7 +307,7 @@ class Session:
         self.up = Direction(self.client, server_end, self.listener, use_splice)
         self.down = Direction(server_end, self.client, self.listener, use_splice)
         self.last_active = self.reactor.now
-        idle = self.listener.config.idle_timeout
+        idle = self.config.idle_timeout
         if idle is not None:
             self.idle_timer = self.reactor.call_later(idle, self._idle_check)
         self._pump()
@@ -385,7 +386,7 @@ class Session:
         self.idle_timer = None
         if self.state != RELAYING:
             return
-        idle = self.listener.config.idle_timeout
+        idle = self.config.idle_timeout
         assert idle is not None
         quiet = self.reactor.now - self.last_active
         if quiet >= idle:
