@@ -18,7 +18,7 @@ from relay import __version__
 from relay.config import Config, load_config
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
-from relay.runconfig import prepare, resolve_all
+from relay.runconfig import RunConfig, prepare, resolve_all
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "conf/relay.toml"
@@ -88,9 +88,9 @@ def cmd_run(path: str) -> int:
     config = ready.config
     log.configure(config.runtime.log_format, config.runtime.log_level)
     _raise_fd_limit(config)
-    if config.runtime.workers != 1:
-        log.warning("workers_not_supported_yet", workers=config.runtime.workers or "auto",
-                    running=1)
+    workers = config.runtime.workers or os.cpu_count() or 1
+    if workers > 1:
+        return _run_supervised(path, ready, workers)
     server = RelayServer(config, ready.resolved, admin_token=ready.admin_token)
     try:
         server.open()
@@ -126,6 +126,20 @@ def _admin_fetch(config: Config, command: str, path: str, timeout: float) -> byt
         print(f"relay: {command}: {config.admin.listen}{path} answered {status}", file=sys.stderr)
         return None
     return body
+
+
+def _run_supervised(path: str, ready: RunConfig, workers: int) -> int:
+    from relay.supervisor import Supervisor
+
+    supervisor = Supervisor(path, ready, workers)
+    try:
+        supervisor.open()
+    except OSError as exc:
+        supervisor.server.reactor.close()
+        key, address = supervisor.server.failed_address
+        raise ConfigError(path, [ConfigProblem(
+            key, f"cannot listen on {address}: {exc.strerror or exc}")]) from None
+    return supervisor.run()
 
 
 def cmd_probe(path: str, timeout: float = 2.0) -> int:

@@ -116,11 +116,10 @@ class Metrics:
                 durations.clear()
             for backend in group.backends:
                 b = backend.name
-                up = backend.bytes_up + sum(s.up.bytes for s in backend.sessions if s.up)
-                down = backend.bytes_down + sum(s.down.bytes for s in backend.sessions if s.down)
+                up, down = backend.bytes_total()
                 self._add(self.bytes, (name, b, "upstream"), up)
                 self._add(self.bytes, (name, b, "downstream"), down)
-                self.active.labels(name, b).set(len(backend.sessions))
+                self.active.labels(name, b).set(backend.active)
                 self.backend_up.labels(name, b).set(1 if backend.health.up else 0)
                 for state in ADMIN_STATES:
                     self.admin_state.labels(name, b, state).set(

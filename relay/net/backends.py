@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relay.config.model import BackendConfig, ListenerConfig
@@ -49,6 +50,7 @@ class Backend:
         self.connect_times: list[float] = []  # seconds, until the metrics take them
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
+        self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
                     listener_config: ListenerConfig) -> None:
@@ -61,14 +63,20 @@ class Backend:
 
     @property
     def active(self) -> int:
-        return len(self.sessions)
+        return len(self.sessions) + self.remote_active
+
+    def bytes_total(self) -> tuple[int, int]:
+        """(upstream, downstream) so far, open sessions included."""
+        up = self.bytes_up + sum(s.up.bytes for s in self.sessions if s.up)
+        down = self.bytes_down + sum(s.down.bytes for s in self.sessions if s.down)
+        return up, down
 
     def status(self, now: float) -> dict[str, object]:
         h = self.health
         return {
             "name": self.name, "tier": self.tier, "address": self.target.text,
             "state": h.state, "admin_state": h.admin, "available": h.available,
-            "checked": h.checked, "sessions": len(self.sessions),
+            "checked": h.checked, "sessions": self.active,
             "last_check_seconds_ago": None if h.last_check is None
             else round(now - h.last_check, 3),
             "last_error": h.last_error or None,
@@ -81,9 +89,16 @@ class Backend:
 
 
 class BackendGroup:
+    """role "leader" decides health (checks, passive reports) and tells `publish`; a
+    "follower" (a worker's copy) runs no checks, applies what the leader says, and reports
+    its own traffic failures through `report` while acting on them at once."""
+
     def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
-                 rng: random.Random) -> None:
+                 rng: random.Random, role: str = "leader") -> None:
         self.reactor = reactor
+        self.role = role
+        self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
+        self.report: Callable[[BackendGroup, Backend, str], None] | None = None
         self.config = config
         self.listener_name = config.name
         self.backends = backends
@@ -128,7 +143,7 @@ class BackendGroup:
 
     def start_checks(self) -> None:
         """First checks spread over one interval so many backends do not fire together."""
-        if self.config.health.kind == "none":
+        if self.config.health.kind == "none" or self.role == "follower":
             return
         n = len(self.backends)
         interval = self.config.health.interval
@@ -185,6 +200,8 @@ class BackendGroup:
         was_available = backend.health.available
         transition = backend.health.traffic_failed(self.reactor.now, error)
         self._after(backend, transition, was_available)
+        if self.report is not None:
+            self.report(self, backend, error)
 
     def retry_delay(self, attempt: int) -> float:
         return self.retry_backoff.delay(attempt, self.rng)
@@ -196,12 +213,15 @@ class BackendGroup:
             self._transition(backend, transition)
         if transition is not None or backend.health.available != was_available:
             self.refresh_tiers()
+            if self.publish is not None:
+                self.publish(self, backend)
 
     def _transition(self, backend: Backend, transition: Transition) -> None:
-        backend.transitions[transition.to] += 1
-        log.info(f"backend_{transition.to}", listener=self.listener_name, backend=backend.name,
-                 cause=transition.cause,
-                 message=f"{backend.name} {transition.to}: {transition.cause}")
+        if self.role == "leader":  # counted and logged once, by the one that decides
+            backend.transitions[transition.to] += 1
+            log.info(f"backend_{transition.to}", listener=self.listener_name,
+                     backend=backend.name, cause=transition.cause,
+                     message=f"{backend.name} {transition.to}: {transition.cause}")
         if transition.to == "down":
             self._re_resolve(backend)
             if self.config.close_on_down:
@@ -247,12 +267,15 @@ class BackendGroup:
         self.refresh_tiers()
 
     def _tier_changed(self, change: TierChange) -> None:
-        if change.old is not None or change.cause != "start":
-            self.failovers += 1
-        level = "warning" if change.new is None else "info"
-        log.emit(level, "tier_change", {"listener": self.listener_name,
-                                         "old": _tier_text(change.old),
-                                         "new": _tier_text(change.new), "cause": change.cause})
+        if self.role == "leader":
+            if change.old is not None or change.cause != "start":
+                self.failovers += 1
+            level = "warning" if change.new is None else "info"
+            log.emit(level, "tier_change", {"listener": self.listener_name,
+                                             "old": _tier_text(change.old),
+                                             "new": _tier_text(change.new), "cause": change.cause})
+            if self.publish is not None:
+                self.publish(self, None)
         if (change.new is not None and change.old is not None and change.new < change.old
                 and self.config.drain_backup_after is not None):
             if self._drain_timer is not None:
@@ -269,6 +292,41 @@ class BackendGroup:
         for backend in self.backends:
             if backend.tier > serving:
                 self._close_sessions(backend, "drained_after_failback")
+
+    # -- leader <-> follower ------------------------------------------------------------
+
+    def snapshot(self, backend: Backend | None) -> dict[str, object]:
+        """What a follower needs to mirror this group's decision about `backend` (or the tier)."""
+        message: dict[str, object] = {"t": "health", "l": self.listener_name,
+                                      "serving": self.tiers.serving}
+        if backend is not None:
+            h = backend.health
+            message.update(b=backend.name, level=h.level, suspect=h.suspect, admin=h.admin,
+                           checked=h.checked, error=h.last_error)
+        return message
+
+    def apply(self, message: dict[str, object]) -> None:
+        """Follower: take the leader's state for one backend and its serving tier."""
+        name = message.get("b")
+        backend = self.by_name.get(name) if isinstance(name, str) else None
+        if backend is not None:
+            h = backend.health
+            was_up, was_available, previous_admin = h.up, h.available, h.admin
+            h.level = int(message["level"])  # type: ignore[call-overload]
+            h.suspect = bool(message["suspect"])
+            h.admin = message["admin"]  # type: ignore[assignment]
+            h.checked = bool(message["checked"])
+            h.last_error = str(message["error"])
+            if was_up and not h.up:
+                self._transition(backend, Transition("down", "leader"))
+            if h.admin == "maint" and previous_admin != "maint":
+                self._close_sessions(backend, "maint")
+            if h.available != was_available:
+                self.refresh_tiers()
+        serving = message.get("serving")
+        if (serving is None or isinstance(serving, int)) and serving != self.tiers.serving:
+            old, self.tiers.serving = self.tiers.serving, serving
+            self._tier_changed(TierChange(old, serving, "leader"))
 
     # -- operator actions (the admin HTTP API calls these) -------------------------------
 
@@ -292,6 +350,8 @@ class BackendGroup:
                 backend.checker = Checker(self, backend, self.config.health)
                 backend.checker.schedule(0)
             self._after(backend, None, was_available)
+            if self.publish is not None:
+                self.publish(self, backend)
         return backend.health.admin
 
     def failback(self) -> int:
@@ -307,7 +367,7 @@ class BackendGroup:
             "name": self.listener_name,
             "active_tier": _tier_text(self.tiers.serving),
             "failback": self.config.failback,
-            "sessions": sum(len(b.sessions) for b in self.backends),
+            "sessions": sum(b.active for b in self.backends),
             "backends": [b.status(now) for b in self.backends],
         }
 

@@ -48,6 +48,7 @@ class Listener:
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
         self.bound = ""
+        self.accepting = False
         self.active = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
@@ -57,20 +58,23 @@ class Listener:
 
     # -- the listening socket -------------------------------------------------
 
-    def open(self) -> None:
-        """Bind and listen; OSError (e.g. address in use) goes to the caller."""
-        self.adopt(*self.bind(self.address), self.address)
+    def open(self, accept: bool = True) -> None:
+        """Bind and listen; OSError (e.g. address in use) goes to the caller. With accept
+        False the socket is only held (a supervisor's, for its workers to accept on)."""
+        self.adopt(*self.bind(self.address), self.address, accept)
 
     @staticmethod
     def bind(address: SockAddr) -> tuple[socket.socket, str]:
         return listening_socket(address, _somaxconn())
 
-    def adopt(self, sock: socket.socket, bound: str, address: SockAddr) -> None:
+    def adopt(self, sock: socket.socket, bound: str, address: SockAddr, accept: bool = True) -> None:
         """Accept on `sock` from now on (a reload may move the listener); the old socket closes."""
         self.close()
         self.sock, self.bound, self.address = sock, bound, address
         self._paused = False
-        self.reactor.register(sock.fileno(), EPOLLIN, self)
+        self.accepting = accept
+        if accept:
+            self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("listener_open", listener=self.name, address=self.bound)
 
     def reconfigure(self, config: ListenerConfig) -> None:
@@ -81,7 +85,8 @@ class Listener:
     def close(self) -> None:
         """Stop accepting: the socket is closed so a load balancer in front sees it at once."""
         if self.sock is not None:
-            self.reactor.unregister(self.sock.fileno())
+            if self.accepting:
+                self.reactor.unregister(self.sock.fileno())
             self.sock.close()
             self.sock = None
 

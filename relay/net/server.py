@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relay import __version__
@@ -38,10 +40,19 @@ class RelayServer:
     STALL_MEMORY = 5.0  # ... and for this long after the loop was stuck that long
 
     def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
-                 admin_token: str | None = None, admin: bool = True) -> None:
+                 admin_token: str | None = None, admin: bool = True, role: str = "single",
+                 inherited: dict[str, socket.socket] | None = None) -> None:
         """resolved maps str(Address) to its socket address; missing ones are resolved here.
-        admin_token: the bearer token POST actions need (read from admin.token_file)."""
+        admin_token: the bearer token POST actions need (read from admin.token_file).
+        role: "single" (one process does everything), "control" (a supervisor: holds the
+        listening sockets, checks health, serves admin; workers relay) or "worker" (relays
+        on the `inherited` listening sockets; health comes from the supervisor)."""
         self.config = config
+        self.role = role
+        self.inherited = inherited or {}
+        self.on_beat: Callable[[], None] | None = None
+        self.extra_status: Callable[[], dict[str, object]] | None = None
+        self.remote_sessions = 0  # with workers: the sessions they hold (supervisor's view)
         self.reactor = Reactor()
         self.started = time.time()
         self.metrics = Metrics()
@@ -67,12 +78,12 @@ class RelayServer:
         self.listeners = [
             Listener(self, lc, lookup(lc.listen, True), BackendGroup(
                 self.reactor, lc, [Backend(bc, lookup(bc.address, False), lc) for bc in lc.backends],
-                self.rng))
+                self.rng, role="follower" if role == "worker" else "leader"))
             for lc in config.listeners
         ]
         self.by_name = {listener.name: listener for listener in self.listeners}
         self.admin = (AdminServer(self, lookup(config.admin.listen, True), admin_token)
-                      if admin else None)
+                      if admin and role != "worker" else None)
 
     def open(self) -> None:
         """Bind every listener and the admin server; on failure close what was opened and
@@ -80,7 +91,12 @@ class RelayServer:
         try:
             for i, listener in enumerate(self.listeners):
                 self.failed_address = (f"listener[{i}].listen", listener.address.text)
-                listener.open()
+                inherited = self.inherited.get(listener.name)
+                if inherited is not None:
+                    host, port = inherited.getsockname()[:2]
+                    listener.adopt(inherited, f"{host}:{port}", listener.address)
+                else:
+                    listener.open(accept=self.role != "control")
             if self.admin is not None:
                 self.failed_address = ("admin.listen", self.admin.address.text)
                 self.admin.open()
@@ -132,8 +148,10 @@ class RelayServer:
         return {
             "version": __version__,
             "uptime_seconds": round(time.time() - self.started, 3),
-            "sessions": len(self.sessions),
+            "sessions": len(self.sessions) + self.remote_sessions,
             "stopping": self.stopping,
+            "pid": os.getpid(),
+            **(self.extra_status() if self.extra_status is not None else {}),
             "listeners": [{"listen": listener.bound or listener.address.text,
                            "accepting": listener.sock is not None,
                            **listener.group.status(now)} for listener in self.listeners],
@@ -167,6 +185,8 @@ class RelayServer:
             log.warning("reactor_stalled", seconds=round(lag + self.HEARTBEAT, 3))
         self.heartbeat = now
         self.metrics.flush(self)
+        if self.on_beat is not None:
+            self.on_beat()
         self.reactor.call_later(self.HEARTBEAT, self._beat)
 
     def _group(self, listener: str) -> BackendGroup:
@@ -178,7 +198,8 @@ class RelayServer:
     # -- reload ---------------------------------------------------------------------
 
     def handle_reload_signal(self, signum: int) -> None:
-        self.reload(self.config.source)
+        if self.role != "worker":  # a worker's supervisor reloads by starting new workers
+            self.reload(self.config.source)
 
     def reload(self, path: str) -> bool:
         """Apply the file at `path` in place, or keep everything as it is if it is invalid
@@ -247,7 +268,8 @@ class RelayServer:
                 listener.reconfigure(lc)
                 listener.group.reconfigure(lc, backends)
             if lc.name in fresh:
-                listener.adopt(*fresh[lc.name], resolved[str(lc.listen)])
+                listener.adopt(*fresh[lc.name], resolved[str(lc.listen)],
+                               accept=self.role != "control")
             listeners.append(listener)
         self.listeners = listeners
         self.by_name = {listener.name: listener for listener in listeners}
