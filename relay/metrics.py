@@ -109,8 +109,8 @@ class Metrics:
             self._add(self.failovers, (name,), group.failovers)
             self.max_connections.labels(name).set(listener.config.max_connections)
             durations = listener.closed_durations
+            child = self.session_seconds.labels(name)  # present (at zero) from the start
             if durations:
-                child = self.session_seconds.labels(name)
                 for seconds in durations:
                     child.observe(seconds)
                 durations.clear()
@@ -130,8 +130,8 @@ class Metrics:
                               ("success", "failure"))
                 self._add_all(self.transitions, (name, b), backend.transitions.items(),
                               ("up", "down"))
+                child = self.connect_seconds.labels(name, b)
                 if backend.connect_times:
-                    child = self.connect_seconds.labels(name, b)
                     for seconds in backend.connect_times:
                         child.observe(seconds)
                     backend.connect_times.clear()
