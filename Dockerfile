@@ -58,6 +58,7 @@ EXPOSE 6380 9100
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["relay", "probe", "-c", "/etc/relay/relay.toml"]
 STOPSIGNAL SIGTERM
-# relay is PID 1 itself: it handles SIGTERM/SIGINT (drain, then exit 0) and starts no children
+# relay is PID 1 itself: it handles SIGTERM/SIGINT (drain, then exit 0); with workers > 1 the
+# supervisor reaps its workers and forwards signals to them, so no separate init is needed
 ENTRYPOINT ["relay", "run"]
 CMD ["-c", "/etc/relay/relay.toml"]

@@ -18,7 +18,8 @@ from relay import __version__
 from relay.config import Config, load_config
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
-from relay.runconfig import RunConfig, prepare, resolve_all
+from relay.net.server import RelayServer
+from relay.runconfig import prepare, resolve_all
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "conf/relay.toml"
@@ -82,16 +83,25 @@ def _raise_fd_limit(config: Config) -> None:
 
 
 def cmd_run(path: str) -> int:
-    from relay.net.server import RelayServer
-
     ready = prepare(path)
     config = ready.config
     log.configure(config.runtime.log_format, config.runtime.log_level)
     _raise_fd_limit(config)
     workers = config.runtime.workers or os.cpu_count() or 1
     if workers > 1:
-        return _run_supervised(path, ready, workers)
+        from relay.supervisor import Supervisor
+
+        supervisor = Supervisor(path, ready, workers)
+        _open(supervisor.server, path)
+        return supervisor.run()
     server = RelayServer(config, ready.resolved, admin_token=ready.admin_token)
+    _open(server, path)
+    server.run()
+    return EXIT_OK
+
+
+def _open(server: RelayServer, path: str) -> None:
+    """Bind the server's sockets; an address that cannot be had is the user's error."""
     try:
         server.open()
     except OSError as exc:
@@ -99,8 +109,6 @@ def cmd_run(path: str) -> int:
         key, address = server.failed_address
         raise ConfigError(path, [ConfigProblem(
             key, f"cannot listen on {address}: {exc.strerror or exc}")]) from None
-    server.run()
-    return EXIT_OK
 
 
 def _admin_get(config: Config, path: str, timeout: float) -> tuple[int, bytes]:
@@ -126,20 +134,6 @@ def _admin_fetch(config: Config, command: str, path: str, timeout: float) -> byt
         print(f"relay: {command}: {config.admin.listen}{path} answered {status}", file=sys.stderr)
         return None
     return body
-
-
-def _run_supervised(path: str, ready: RunConfig, workers: int) -> int:
-    from relay.supervisor import Supervisor
-
-    supervisor = Supervisor(path, ready, workers)
-    try:
-        supervisor.open()
-    except OSError as exc:
-        supervisor.server.reactor.close()
-        key, address = supervisor.server.failed_address
-        raise ConfigError(path, [ConfigProblem(
-            key, f"cannot listen on {address}: {exc.strerror or exc}")]) from None
-    return supervisor.run()
 
 
 def cmd_probe(path: str, timeout: float = 2.0) -> int:

@@ -1,4 +1,5 @@
-"""The container image: runs as non-root, relays, answers probes, drains on SIGTERM as PID 1.
+"""The container image: runs as non-root, relays, answers probes, drains on SIGTERM as PID 1
+(relay itself, or with workers = 2 the supervisor, which reaps and forwards signals).
 
 .ci/run builds it as relay:ci (see .ci/image.sh); RELAY_IMAGE names another one.
 """
@@ -37,14 +38,15 @@ def image() -> str:
     return IMAGE
 
 
-@pytest.fixture
-def container(image, echo, tmp_path) -> Iterator[dict[str, object]]:
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def container(request, image, echo, tmp_path) -> Iterator[dict[str, object]]:
     port, admin = free_port(), free_port()
     config = tmp_path / "relay.toml"
     config.write_text(toml_config(
         [{"name": "smoke", "listen": f"127.0.0.1:{port}", "health": {"interval": "500ms"},
           "backends": [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}]}],
-        runtime={"shutdown_grace": f"{GRACE}s", "log_format": "text"}, admin_port=admin))
+        runtime={"shutdown_grace": f"{GRACE}s", "log_format": "text", "workers": request.param},
+        admin_port=admin))
     config.chmod(0o644)
     name = f"relay-smoke-{os.getpid()}"
     started = docker("run", "--detach", "--name", name, "--network", "host",
