@@ -21,6 +21,7 @@ else:  # pragma: no cover - Python 3.10 and older
     import tomli as tomllib
 
 from relay.config.model import (
+    HEDGE_AUTO,
     Address,
     AdminConfig,
     BackendConfig,
@@ -71,7 +72,8 @@ _LISTENER_KEYS = (
     "health",
     "backend",
 )
-_RETRY_KEYS = ("attempts", "deadline", "backoff_initial", "backoff_max", "multiplier", "jitter")
+_RETRY_KEYS = ("attempts", "deadline", "backoff_initial", "backoff_max", "multiplier", "jitter",
+               "hedge")
 _HEALTH_KEYS = (
     "kind",
     "interval",
@@ -346,6 +348,7 @@ def _read_retry(t: _Table) -> RetryConfig:
         backoff_max=backoff_max,
         multiplier=t.get("multiplier", _number(1.0), d.multiplier),
         jitter=t.get("jitter", _number(0.0, 1.0), d.jitter),
+        hedge=t.get("hedge", _hedge, d.hedge),
     )
 
 
@@ -534,6 +537,16 @@ def _duration(*, positive: bool = False) -> Callable[[object], float]:
         return seconds
 
     return convert
+
+
+def _hedge(value: object) -> float | None:
+    if value == "auto":
+        return HEDGE_AUTO
+    try:
+        return _duration_or_off(positive=True)(value)
+    except ValueError:
+        raise ValueError('must be "auto", "off" or a duration like "20ms", '
+                         f"got {show_value(value)}") from None
 
 
 def _duration_or_off(*, positive: bool = False) -> Callable[[object], float | None]:

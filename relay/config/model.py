@@ -44,6 +44,9 @@ class RuntimeConfig:
     shutdown_grace: float = 30.0
 
 
+HEDGE_AUTO = -1.0  # [listener.retry] hedge = "auto"
+
+
 @dataclass(frozen=True)
 class RetryConfig:
     attempts: int = 4
@@ -52,6 +55,8 @@ class RetryConfig:
     backoff_max: float = 1.0
     multiplier: float = 2.0
     jitter: float = 0.2
+    hedge: float | None = HEDGE_AUTO  # seconds; HEDGE_AUTO = from the backend's connect times;
+                                      # None = off
 
 
 @dataclass(frozen=True)

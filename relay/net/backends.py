@@ -19,6 +19,7 @@ from relay.core.backoff import Backoff
 from relay.core.balance import make_balancer
 from relay.core.candidates import BackendView, candidate_order, next_attempt
 from relay.core.health import AdminState, HealthState, Transition
+from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.tiers import FailbackRefused, TierChange, TierSelector
 from relay.logs import log
 from relay.net.checker import Checker
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from relay.net.reactor import Reactor
     from relay.net.session import Session
     from relay.net.timers import Timer
+
+
+HEDGES_IN_FLIGHT = 64  # per listener: hedging must not turn a slow backend into a SYN storm
 
 
 class Backend:
@@ -50,6 +54,7 @@ class Backend:
         self.connect_times: list[float] = []  # seconds, until the metrics take them
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
+        self.estimate = ConnectEstimate()  # its usual connect time, for hedging
         self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
@@ -109,6 +114,8 @@ class BackendGroup:
         r = config.retry
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
         self.failovers = 0
+        self.hedges = HedgeBudget(limit=HEDGES_IN_FLIGHT)
+        self.hedge_outcomes: Counter[str] = Counter()  # primary_won / hedge_won / both_failed
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.refresh_tiers()

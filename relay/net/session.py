@@ -16,7 +16,9 @@ import socket
 import struct
 from typing import TYPE_CHECKING
 
+from relay.config.model import HEDGE_AUTO
 from relay.net import connect
+from relay.net.hedge import Hedge, Loser, hand_over
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
@@ -210,8 +212,9 @@ class Direction:
 
 class Session:
     __slots__ = ("__weakref__", "attempts", "backend", "cause", "client", "client_addr", "config",
-                 "connect_started", "connect_timer", "down", "idle_timer", "last_active", "listener",
-                 "opened", "reactor", "scheduled", "server_end", "state", "tried", "up")
+                 "connect_started", "connect_timer", "down", "hedge", "hedge_failed",
+                 "hedge_timer", "hedged", "idle_timer", "last_active", "listener", "opened",
+                 "reactor", "scheduled", "server_end", "state", "tried", "up")
 
     def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
         self.listener = listener
@@ -228,6 +231,10 @@ class Session:
         self.down: Direction | None = None  # backend -> client
         self.connect_timer: Timer | None = None
         self.idle_timer: Timer | None = None
+        self.hedge: Hedge | None = None  # a second connect, racing the first
+        self.hedge_timer: Timer | None = None
+        self.hedged = False  # one hedge per session
+        self.hedge_failed = False
         self.opened = self.last_active = self.connect_started = self.reactor.now
         self.scheduled = False
         self.cause = ""
@@ -268,10 +275,84 @@ class Session:
             max(0.001, min(config.connect_timeout, left)), self._connect_timed_out)
         if err == 0:
             self._connected()
+        elif not self.hedged and config.retry.hedge is not None:
+            after = config.retry.hedge
+            if after == HEDGE_AUTO:
+                after = backend.estimate.hedge_after(config.connect_timeout)
+            self.hedge_timer = self.reactor.call_later(after, self._start_hedge)
+
+    # -- hedging: a second connect when the first is slow ----------------------------
+
+    def _start_hedge(self) -> None:
+        self.hedge_timer = None
+        if self.state != CONNECTING or self.server_end is None or self.hedge is not None:
+            return
+        group = self.listener.group
+        candidate = group.choose(self.tried)
+        if candidate is None or candidate is self.backend or not group.hedges.may_hedge(
+                candidate.name):
+            return
+        try:
+            sock, err = connect.start_connect(candidate.target)
+        except OSError:
+            return  # no socket to spare: the first connect goes on alone
+        self.hedged = True
+        self.tried.append(candidate)
+        group.hedges.started()
+        deadline = self.connect_timer.when if self.connect_timer is not None else (
+            self.reactor.now + self.config.connect_timeout)
+        self.hedge = Hedge(self, candidate, sock, deadline)
+        if err not in (0, errno.EINPROGRESS):
+            self.hedge_completed(self.hedge, err)
+
+    def hedge_completed(self, hedge: Hedge, err: int) -> None:
+        """The hedge's connect finished (err 0) or failed, while the session still waits."""
+        if err:
+            hedge.record(err)
+            hedge.release(close=True)
+            hedge.session = None
+            self.hedge = None
+            self.hedge_failed = True
+            if self.server_end is None:  # the first connect failed already: both did
+                if self.connect_timer is not None:
+                    self.connect_timer.cancel()
+                    self.connect_timer = None
+                self._hedge_outcome("both_failed", hedge.backend.name, None)
+                self._retry_or_give_up()
+            return
+        # The hedge won: the first connect becomes a watched loser; the session moves over.
+        hedge.session = None
+        self.hedge = None
+        loser_end, loser_backend = self.server_end, self.backend
+        if loser_end is not None and loser_backend is not None:
+            deadline = self.connect_timer.when if self.connect_timer is not None else self.reactor.now
+            self.reactor.unregister(loser_end.fd)
+            Loser(self.listener, loser_backend, loser_end.sock, self.connect_started, deadline)
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+        started = hedge.started
+        sock = hedge.release(close=False)
+        assert sock is not None
+        self.backend = hedge.backend
+        self.connect_started = started
+        self.server_end = End(sock)
+        self.reactor.register(self.server_end.fd, _MASK, self)
+        self._hedge_outcome("hedge_won", hedge.backend.name, True)
+        self._connected()
+
+    def _hedge_outcome(self, outcome: str, target: str, target_won: bool | None) -> None:
+        group = self.listener.group
+        group.hedge_outcomes[outcome] += 1
+        group.hedges.finished(target, target_won)
 
     def _connect_timed_out(self) -> None:
         self.connect_timer = None
-        if self.state == CONNECTING:
+        if self.state != CONNECTING:
+            return
+        if self.server_end is None and self.hedge is not None:  # only the hedge was left
+            self.hedge_completed(self.hedge, errno.ETIMEDOUT)
+        else:
             self._connect_failed(errno.ETIMEDOUT)
 
     def _connect_failed(self, err: int) -> None:
@@ -283,6 +364,21 @@ class Session:
         self._drop_server_end(reset=False)
         reason = connect.classify(err)
         self.listener.connect_failed(self, backend, reason, err)
+        if self.hedge is not None:  # the hedge is still racing: it carries the session now
+            hedge = self.hedge
+            self.connect_timer = self.reactor.call_at(
+                hedge.timer.when if hedge.timer is not None else self.reactor.now,
+                self._connect_timed_out)
+            if hedge.timer is not None:
+                hedge.timer.cancel()
+                hedge.timer = None
+            return
+        if self.hedge_failed and self.hedged:
+            self._hedge_outcome("both_failed", self.tried[-1].name, None)
+            self.hedge_failed = False
+        self._retry_or_give_up()
+
+    def _retry_or_give_up(self) -> None:
         retry = self.config.retry
         if self.attempts < retry.attempts:
             delay = self.listener.group.retry_delay(self.attempts - 1)
@@ -299,9 +395,19 @@ class Session:
         if self.connect_timer is not None:
             self.connect_timer.cancel()
             self.connect_timer = None
+        if self.hedge_timer is not None:
+            self.hedge_timer.cancel()
+            self.hedge_timer = None
+        if self.hedge is not None:  # the first connect won the race
+            hedge, self.hedge = self.hedge, None
+            hedge.session = None
+            hand_over(hedge)
+            self._hedge_outcome("primary_won", hedge.backend.name, False)
         self.state = RELAYING
+        seconds = self.reactor.now - self.connect_started
+        backend.estimate.observe(seconds)
         if len(backend.connect_times) < 100_000:
-            backend.connect_times.append(self.reactor.now - self.connect_started)
+            backend.connect_times.append(seconds)
         self.listener.group.connected(self, backend)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
@@ -411,10 +517,15 @@ class Session:
         was_relaying = self.state == RELAYING
         self.state = CLOSED
         self.cause = cause
-        for timer in (self.connect_timer, self.idle_timer):
+        for timer in (self.connect_timer, self.idle_timer, self.hedge_timer):
             if timer is not None:
                 timer.cancel()
-        self.connect_timer = self.idle_timer = None
+        self.connect_timer = self.idle_timer = self.hedge_timer = None
+        if self.hedge is not None:  # the client left while both raced: nobody won
+            hedge, self.hedge = self.hedge, None
+            hedge.session = None
+            hedge.release(close=True)
+            self.listener.group.hedges.finished(hedge.backend.name, None)
         for direction in (self.up, self.down):
             if direction is not None:
                 direction.release()
