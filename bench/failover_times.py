@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.named import Named, ask  # noqa: E402
-from tests.support.netns import Netns  # noqa: E402
+from tests.support.netns import Netns, named_backend_in  # noqa: E402
 from tests.support.probe import Probe  # noqa: E402
 from tests.support.relayproc import RelayProcess  # noqa: E402
 
@@ -80,12 +80,7 @@ def main() -> int:
             a.create()
             b.create()
             for ns, name in ((a, "primary"), (b, "backup")):
-                servers.append(subprocess.Popen(
-                    ["ip", "netns", "exec", ns.name, sys.executable, "-c",
-                     "import sys, time; sys.path.insert(0, sys.argv[1]);"
-                     "from tests.support.named import Named; import tests.support.servers as s;"
-                     "n = Named(sys.argv[2], 7000, host=sys.argv[3]); time.sleep(60)",
-                     str(REPO), name, ns.ip]))
+                servers.append(named_backend_in(ns, name, 7000, str(REPO)))
             time.sleep(1.0)
             (Path(tmp) / "blackholed").mkdir()
             measure("blackholed", f"{a.ip}:7000", f"{b.ip}:7000", a.vanish, Path(tmp) / "blackholed")

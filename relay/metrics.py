@@ -69,6 +69,8 @@ class Metrics:
         self.active_tier = Gauge("relay_listener_active_tier",
                                  "Tier serving new sessions (-1 when none).", ["listener"],
                                  registry=r)
+        self.hedges = Counter("relay_connect_hedges", "Hedged connects, by which one won.",
+                              ["listener", "outcome"], registry=r)
         self.max_connections = Gauge("relay_listener_max_connections",
                                      "The listener's max_connections (for saturation alerts).",
                                      ["listener"], registry=r)
@@ -108,6 +110,8 @@ class Metrics:
                                               else group.tiers.serving)
             self._add(self.failovers, (name,), group.failovers)
             self.max_connections.labels(name).set(listener.config.max_connections)
+            self._add_all(self.hedges, (name,), group.hedge_outcomes.items(),
+                          ("primary_won", "hedge_won", "both_failed"))
             durations = listener.closed_durations
             child = self.session_seconds.labels(name)  # present (at zero) from the start
             if durations:

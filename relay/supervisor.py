@@ -232,6 +232,7 @@ class Supervisor:
             lt = total.get("listeners", {}).get(listener.name, {})
             listener.accepted = lt.get("accepted", 0)
             listener.rejected = Counter(lt.get("rejected", {}))
+            listener.group.hedge_outcomes = Counter(lt.get("hedges", {}))
             listener.closed_durations.extend(lt.get("durations", []))
             for backend in listener.group.backends:
                 bt = total.get("backends", {}).get(listener.name, {}).get(backend.name, {})
@@ -256,10 +257,11 @@ def _merge(into: dict[str, Any], stats: dict[str, Any], keep_samples: bool) -> N
     """Add one worker's cumulative counters (and, if asked, its samples) into `into`."""
     for lname, lt in stats.get("listeners", {}).items():
         dst = into.setdefault("listeners", {}).setdefault(
-            lname, {"accepted": 0, "rejected": {}, "durations": []})
+            lname, {"accepted": 0, "rejected": {}, "hedges": {}, "durations": []})
         dst["accepted"] += lt.get("accepted", 0)
-        for reason, n in lt.get("rejected", {}).items():
-            dst["rejected"][reason] = dst["rejected"].get(reason, 0) + n
+        for field in ("rejected", "hedges"):
+            for key, n in lt.get(field, {}).items():
+                dst[field][key] = dst[field].get(key, 0) + n
         if keep_samples:
             dst["durations"] += lt.get("durations", [])
     for lname, per_backend in stats.get("backends", {}).items():

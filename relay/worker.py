@@ -29,6 +29,7 @@ def stats(server: RelayServer) -> dict[str, Any]:
     for listener in server.listeners:
         listeners[listener.name] = {"accepted": listener.accepted,
                                     "rejected": dict(listener.rejected),
+                                    "hedges": dict(listener.group.hedge_outcomes),
                                     "durations": listener.closed_durations[:]}
         listener.closed_durations.clear()
         per_backend = backends[listener.name] = {}

@@ -180,7 +180,7 @@ class Listener:
         if self.config.access_log or log.debug_enabled:
             fields = dict(listener=self.name, client=session.client_addr,
                           backend=backend.name if backend else "-", bytes_up=up,
-                          bytes_down=down,
+                          bytes_down=down, hedged=session.hedged,
                           duration=round(duration, 6),
                           cause=session.cause)
             if self.config.access_log:

@@ -406,6 +406,7 @@ class Session:
         self.state = RELAYING
         seconds = self.reactor.now - self.connect_started
         backend.estimate.observe(seconds)
+        self.listener.group.hedges.target_succeeded(backend.name)
         if len(backend.connect_times) < 100_000:
             backend.connect_times.append(seconds)
         self.listener.group.connected(self, backend)

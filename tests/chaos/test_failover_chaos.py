@@ -246,3 +246,33 @@ def test_limit_data_ends_the_session_cleanly_and_relay_serves_on(start_relay, ec
     echo_proxy.destroy_toxic("limit")
     assert _echo_through(relay.port(), b"after the limit") == b"after the limit"
     assert relay.proc.poll() is None
+
+
+@pytest.mark.parametrize("latency_ms", [2, 300], ids=["below-hedge_after", "above-hedge_after"])
+def test_a_slow_but_healthy_primary_keeps_its_sessions(start_relay, proxies, latency_ms):
+    """Toxiproxy latency slows the primary's bytes, not its connects: hedging reacts to connect
+    time only, so the primary keeps winning its sessions and hedges stay within the cap."""
+    p, _ = proxies
+    healthy_but_slow = {"kind": "send_expect", "send": "PING\n", "expect": "+PONG",
+                        "interval": INTERVAL, "timeout": "1500ms", "rise": RISE, "fall": FALL}
+    relay, probe = start(start_relay, proxies, health=healthy_but_slow,
+                         retry={"attempts": 4, "deadline": "3s", "backoff_initial": "20ms",
+                                "hedge": "auto"})
+    try:
+        for stream in ("upstream", "downstream"):
+            p.add_toxic(name=f"latency-{stream}", type="latency", stream=stream,
+                        attributes={"latency": latency_ms})
+        time.sleep(2.0)
+    finally:
+        probe.stop()
+        for stream in ("upstream", "downstream"):
+            p.destroy_toxic(f"latency-{stream}")
+    assert probe.errors() == []
+    assert probe.served_by("backup") == 0
+    assert probe.served_by("primary") > 0
+    time.sleep(1.2)
+    metrics = relay.http("GET", "/metrics")[1]
+    hedges = {line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+              for line in metrics.splitlines() if line.startswith("relay_connect_hedges_total")}
+    assert hedges.get("hedge_won", 0) == 0
+    assert sum(hedges.values()) <= 64  # the per-listener cap on hedges in flight

@@ -37,3 +37,14 @@ class Netns:
     def remove(self) -> None:
         subprocess.run(f"ip link del {self.host_if}".split(), capture_output=True)
         subprocess.run(f"ip netns del {self.name}".split(), capture_output=True)
+
+
+def named_backend_in(ns: Netns, name: str, port: int, repo: str) -> subprocess.Popen[bytes]:
+    """A tests.support.named backend listening on ns.ip:port inside the namespace (60 s max)."""
+    import sys
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]);"
+            "from tests.support.named import Named;"
+            "n = Named(sys.argv[2], int(sys.argv[3]), host=sys.argv[4]); time.sleep(60)")
+    return subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", code, repo,
+                             name, str(port), ns.ip])

@@ -1,0 +1,336 @@
+"""The things a benchmark runs against: backends (iperf3 server, redis-server) and targets
+(direct, HAProxy in several modes, relay in several modes), plus /proc readers for the
+proxy's RSS, fds and CPU time.
+
+Every process started here is registered in a `Procs` and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support.relayproc import RelayProcess, toml_config  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# HOOK: relay with runtime.workers = 2. relay accepts the key but still runs one worker (it
+# logs `workers_not_supported_yet`), so the target is off by default. When workers > 1 works,
+# set this to True (or pass --relay-workers2): the measurements already sum RSS, fds and CPU
+# over the whole process tree, so nothing else needs to change.
+RELAY_WORKERS_2_READY = False
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    key: str  # column name in the tables
+    label: str  # one-line description for the legend
+    kind: str  # "direct" | "haproxy" | "relay"
+    nbthread: int = 1
+    splice_opts: tuple[str, ...] = ()
+    splice: str = "auto"
+    workers: int = 1
+
+
+REFERENCE = "haproxy-1t"  # ratios are taken to this target (and to "direct")
+
+
+def target_specs(relay_workers2: bool = False) -> list[TargetSpec]:
+    specs = [
+        TargetSpec("direct", "no proxy: clients talk to the backend itself", "direct"),
+        TargetSpec(REFERENCE, "HAProxy, mode tcp, nbthread 1, option splice-auto", "haproxy",
+                   nbthread=1, splice_opts=("option splice-auto",)),
+        TargetSpec("haproxy-2t", "HAProxy, mode tcp, nbthread 2, option splice-auto", "haproxy",
+                   nbthread=2, splice_opts=("option splice-auto",)),
+        TargetSpec("haproxy-1t-splice",
+                   "HAProxy, mode tcp, nbthread 1, option splice-request + splice-response",
+                   "haproxy", nbthread=1,
+                   splice_opts=("option splice-request", "option splice-response")),
+        TargetSpec("relay-splice", 'relay, one worker, runtime.splice = "auto"', "relay",
+                   splice="auto"),
+        TargetSpec("relay-copy", 'relay, one worker, runtime.splice = "off"', "relay",
+                   splice="off"),
+    ]
+    if relay_workers2 or RELAY_WORKERS_2_READY:  # HOOK, see RELAY_WORKERS_2_READY
+        specs.append(TargetSpec("relay-w2", 'relay, runtime.workers = 2, splice = "auto"',
+                                "relay", splice="auto", workers=2))
+    return specs
+
+
+# --- processes --------------------------------------------------------------------------------
+
+class Procs:
+    """Every process the benchmark starts; `stop_all` stops them by PID, newest first."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, subprocess.Popen[bytes] | RelayProcess]] = []
+
+    def add(self, name: str, proc: subprocess.Popen[bytes] | RelayProcess) -> None:
+        self._items.append((name, proc))
+
+    def stop(self, proc: subprocess.Popen[bytes] | RelayProcess) -> None:
+        for i, (_, p) in enumerate(self._items):
+            if p is proc:
+                del self._items[i]
+                break
+        _stop(proc)
+
+    def stop_all(self) -> None:
+        while self._items:
+            name, proc = self._items.pop()
+            try:
+                _stop(proc)
+            except Exception as exc:  # keep stopping the others
+                print(f"bench: could not stop {name} (pid {proc.pid}): {exc}", file=sys.stderr)
+
+
+def _stop(proc: subprocess.Popen[bytes] | RelayProcess) -> None:
+    if isinstance(proc, RelayProcess):
+        proc.stop()  # SIGTERM to its PID, SIGKILL after 10 s
+        return
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def spawn(argv: list[str], log: Path, procs: Procs, name: str) -> subprocess.Popen[bytes]:
+    """Start argv with stdout and stderr to `log`, registered in procs."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    procs.add(name, proc)
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    """True when something listens on 127.0.0.1:port (read from /proc, without connecting:
+    a bare connect would upset iperf3's server)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[1] == want and parts[3] == "0A":
+                return True
+    return False
+
+
+def wait_listening(ports: list[int], proc: subprocess.Popen[bytes], what: str,
+                   timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(listening(p) for p in ports):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not listening on {ports} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+# --- /proc readers ----------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and every descendant (so a multi-worker relay is measured whole)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def fd_count(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of each process (all its threads), in seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+    return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent in processes (all cores; /proc/stat user, nice,
+    system) or stolen by the hypervisor. irq and softirq time are left out: loopback TCP is
+    processed in softirq, so most of it is the benchmark's own traffic."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields
+    return (user + nice + system + steal) / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and every child it has reaped (all of the benchmark's)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# --- backends ---------------------------------------------------------------------------------
+
+@dataclass
+class Backends:
+    iperf: int
+    redis: int
+
+
+def start_backends(procs: Procs, tmp: Path) -> Backends:
+    iperf_port, redis_port = free_port(), free_port()
+    iperf = spawn(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
+                  tmp / "iperf3-server.log", procs, "iperf3 server")
+    redis = spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--maxclients", "19000", "--protected-mode", "no",
+                   "--daemonize", "no", "--loglevel", "warning", "--dir", str(tmp)],
+                  tmp / "redis.log", procs, "redis-server")
+    wait_listening([iperf_port], iperf, "iperf3 server")
+    wait_listening([redis_port], redis, "redis-server")
+    return Backends(iperf_port, redis_port)
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+@dataclass
+class Instance:
+    """One running target: where its listeners are and which process to watch."""
+
+    spec: TargetSpec
+    ports: dict[str, int]  # "iperf" and "redis"
+    proc: subprocess.Popen[bytes] | RelayProcess | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def pids(self) -> list[int]:
+        return [] if self.pid is None else process_tree(self.pid)
+
+
+HAPROXY_CFG = """\
+global
+    nbthread {nbthread}
+    maxconn {maxconn}
+    maxpipes 256
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    maxconn {maxconn}
+{options}
+listen iperf
+    bind 127.0.0.1:{iperf_listen}
+    server iperf 127.0.0.1:{iperf}
+listen redis
+    bind 127.0.0.1:{redis_listen}
+    server redis 127.0.0.1:{redis}
+"""
+
+
+def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
+                 max_sessions: int, tag: str = "") -> Instance:
+    """Start one instance of `spec` (direct starts nothing) and register its process.
+
+    HAProxy refuses to start when maxconn (x2 fds) + maxpipes (x2) do not fit RLIMIT_NOFILE,
+    so both are set: maxconn = max_sessions, maxpipes = 256 (plenty for these loads; its
+    default, maxconn / 4, would not fit a 20,000-fd limit)."""
+    if spec.kind == "direct":
+        return Instance(spec, {"iperf": backends.iperf, "redis": backends.redis})
+    d = tmp / f"{spec.key}{tag}"
+    d.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "haproxy":
+        ports = {"iperf": free_port(), "redis": free_port()}
+        cfg = d / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(
+            nbthread=spec.nbthread, maxconn=max_sessions,
+            options="\n".join(f"    {o}" for o in spec.splice_opts),
+            iperf_listen=ports["iperf"], iperf=backends.iperf,
+            redis_listen=ports["redis"], redis=backends.redis))
+        proc = spawn(["haproxy", "-f", str(cfg)], d / "haproxy.log", procs, f"haproxy {spec.key}")
+        wait_listening(list(ports.values()), proc, f"haproxy ({spec.key}, see {d}/haproxy.log)")
+        return Instance(spec, ports, proc)
+    if spec.kind == "relay":
+        listeners: list[dict[str, object]] = [
+            {"name": name, "listen": "127.0.0.1:0", "max_connections": 40000,
+             "health": {"kind": "none"},  # HAProxy runs no checks either (and iperf3 hates them)
+             "backends": [{"name": name, "address": f"127.0.0.1:{port}"}]}
+            for name, port in (("iperf", backends.iperf), ("redis", backends.redis))]
+        runtime: dict[str, object] = {"splice": spec.splice, "max_connections": 80000}
+        if spec.workers != 1:
+            runtime["workers"] = spec.workers
+        relay = RelayProcess(toml_config(listeners, runtime=runtime), d)
+        procs.add(f"relay {spec.key}", relay)
+        relay.wait_ready(listeners=2)
+        inst = Instance(spec, {"iperf": relay.port("iperf"), "redis": relay.port("redis")}, relay)
+        if relay.count("workers_not_supported_yet"):
+            inst.notes.append("relay logged workers_not_supported_yet: ran one worker")
+        return inst
+    raise ValueError(spec.kind)
+
+
+def stop_target(inst: Instance, procs: Procs) -> None:
+    if inst.proc is not None:
+        procs.stop(inst.proc)
+
+
+def raise_nofile(want: int = 65536) -> int:
+    """Raise this process's RLIMIT_NOFILE as far as allowed (children inherit it): N idle
+    sessions need N client fds here and 2N + a few in the proxy. Returns the soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+    except (ValueError, OSError):  # not root: the hard limit is as far as we go
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def tool_missing() -> list[str]:
+    return [t for t in ("iperf3", "haproxy", "redis-server", "redis-benchmark")
+            if shutil.which(t) is None]
