@@ -32,6 +32,17 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture
+def many_fds() -> Iterator[None]:
+    """Room for thousands of sockets in the test process."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
 def echo() -> Iterator[EchoServer]:
     server = EchoServer()
     yield server

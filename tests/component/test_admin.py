@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.named import Named, ask
+from tests.support.wait import wait_for
 
 TOKEN = "s3cret-token"
 
@@ -43,13 +44,6 @@ def relay(pair, start_relay, tmp_path):
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def test_get_routes_answer(relay):

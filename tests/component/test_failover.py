@@ -20,6 +20,7 @@ from tests.support.inproc import InProcessRelay
 from tests.support.named import Named, ask
 from tests.support.relayproc import toml_config
 from tests.support.servers import ThreadServer
+from tests.support.wait import wait_for
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.2, 0.1, 2, 2
 
@@ -70,14 +71,6 @@ def backend_state(relay: InProcessRelay, name: str) -> dict[str, object]:
         if b["name"] == name:
             return b  # type: ignore[no-any-return]
     raise AssertionError(name)
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.02) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, "condition not reached"
-        time.sleep(step)
-    return time.monotonic() - t0
 
 
 def test_backup_serves_new_sessions_while_primary_refuses(pair, relay_factory):

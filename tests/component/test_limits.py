@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import time
 
@@ -13,11 +12,8 @@ from tests.conftest import one_listener
 
 
 @pytest.fixture(autouse=True)
-def _enough_fds_for_the_test_process():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+def _enough_fds(many_fds):
     yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _is_closed_by_peer(conn: socket.socket) -> bool:

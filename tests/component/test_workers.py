@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import threading
@@ -14,32 +13,23 @@ import pytest
 
 from tests.component.test_metrics import samples, value
 from tests.support.named import Named, ask
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(autouse=True)
-def _enough_fds():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+def _enough_fds(many_fds):
     yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def status(relay) -> dict:
     return json.loads(relay.http("GET", "/status")[1])
 
 
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
-
 def start_two(start_relay, backends, **listener):
     settings = {"name": "w", "listen": "127.0.0.1:0", "backends": backends}
     settings.update(listener)
     relay = start_relay([settings], runtime={"workers": 2})
-    wait_for(lambda: len(status(relay)["workers"]) == 2)
+    wait_for(lambda: len(status(relay)["workers"]) == 2, timeout=15)
     # both workers announced their listener: they accept from the shared queue
     wait_for(lambda: relay.count("listener_open") >= 3)
     return relay
