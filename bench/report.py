@@ -197,7 +197,12 @@ def markdown(res: Results, title: str, settings: list[str], mach: dict[str, str]
 
 def chart(res: Results, path: Path, title: str) -> None:
     """Horizontal bars of each proxy's ratio to HAProxy nbthread 1, on a log2 axis, growing
-    from 1.0 (so a bar to the right means "more than HAProxy"); direct is a black diamond."""
+    from 1.0 (so a bar to the right means "more than HAProxy"); direct is a black diamond.
+    Without HAProxy nbthread 1 among the targets (a --targets subset), ratios to direct."""
+    keys = [t.key for t in res.targets]
+    ref = REFERENCE if REFERENCE in keys else "direct"
+    if ref not in keys:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,8 +210,8 @@ def chart(res: Results, path: Path, title: str) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     metrics = [m for m in METRICS if m.key in res.values
-               and res.median(m.key, REFERENCE) is not None]
-    proxies = [t.key for t in res.targets if t.key not in (REFERENCE, "direct")]
+               and res.median(m.key, ref) is not None]
+    proxies = [t.key for t in res.targets if t.key not in (ref, "direct")]
     height = 0.8 / max(1, len(proxies))
     fig, ax = plt.subplots(figsize=(11, 0.8 * len(metrics) + 2.4))
     colors = plt.get_cmap("tab10").colors
@@ -214,10 +219,10 @@ def chart(res: Results, path: Path, title: str) -> None:
     for i, key in enumerate(proxies):
         ys, xs, lo, hi = [], [], [], []
         for row, m in enumerate(metrics):
-            r = res.ratio(m.key, key, REFERENCE)
+            r = res.ratio(m.key, key, ref)
             if r is None:
                 continue
-            base = res.median(m.key, REFERENCE) or 1.0
+            base = res.median(m.key, ref) or 1.0
             mn, mx = res.spread(m.key, key) or (r * base, r * base)
             ys.append(row - 0.4 + height * (i + 0.5))
             xs.append(r)
@@ -228,12 +233,14 @@ def chart(res: Results, path: Path, title: str) -> None:
         ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9, color=color, label=key)
         ax.errorbar(xs, ys, xerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7,
                     capsize=1.5, alpha=0.6)
-        for x, y in zip(xs, ys, strict=True):
-            ax.text(x * (1.02 if x >= 1 else 0.98), y, f"{x:.2f}", va="center",
-                    ha="left" if x >= 1 else "right", fontsize=6)
-    direct = [(row, res.ratio(m.key, "direct", REFERENCE)) for row, m in enumerate(metrics)]
+        for x, y, below, above in zip(xs, ys, lo, hi, strict=True):
+            # beyond the whisker, on the side the bar grows to
+            at = (x + above) * 1.03 if x >= 1 else (x - below) / 1.03
+            ax.text(at, y, f"{x:.2f}", va="center", ha="left" if x >= 1 else "right",
+                    fontsize=6)
+    direct = [(row, res.ratio(m.key, "direct", ref)) for row, m in enumerate(metrics)]
     direct = [(row, r) for row, r in direct if r is not None]
-    if direct:
+    if direct and ref != "direct":
         ax.scatter([r for _, r in direct], [row for row, _ in direct], marker="D", s=22,
                    color="black", zorder=3, label="direct (no proxy)")
         seen += [r for _, r in direct]
@@ -252,7 +259,7 @@ def chart(res: Results, path: Path, title: str) -> None:
     ax.set_yticklabels([f"{m.label}\n({m.unit}, {_better(m)} is better)" for m in metrics],
                        fontsize=8)
     ax.set_ylim(len(metrics) - 0.5, -0.5)
-    ax.set_xlabel(f"ratio to {REFERENCE} = HAProxy nbthread 1 (median / median, log scale; "
+    ax.set_xlabel(f"ratio to {ref} (median / median, log scale; "
                   "whiskers: min-max of the rounds)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

@@ -6,7 +6,7 @@
 
 Targets (bench/targets.py): direct, HAProxy nbthread 1 / 2 with `option splice-auto`,
 HAProxy nbthread 1 with splice-request + splice-response forced, relay with splice "auto"
-and "off" (and relay with workers = 2 behind a hook, --relay-workers2).
+and "off", relay with runtime.workers = 2 (RELAY_WORKERS_2_READY in targets.py).
 
 Workloads (bench/workloads.py), each round, each target, in a rotating order:
 iperf3 1 and 4 streams (Gbit/s, and the proxy's CPU seconds per GB moved);
@@ -54,10 +54,12 @@ class Profile:
     splice_seconds: float
 
 
-FULL = Profile(rounds=3, iperf_seconds=5, redis_requests=50_000, conn_requests=10_000,
+# FULL: about 8 minutes on the 2-core development machine with 7 targets (a loaded machine
+# stretches the count-bound loads); QUICK: about 2 minutes.
+FULL = Profile(rounds=3, iperf_seconds=4, redis_requests=30_000, conn_requests=6_000,
                idle_sessions=10_000, splice_seconds=2)
-QUICK = Profile(rounds=3, iperf_seconds=1, redis_requests=10_000, conn_requests=2_000,
-                idle_sessions=2_000, splice_seconds=1)
+QUICK = Profile(rounds=3, iperf_seconds=1, redis_requests=8_000, conn_requests=1_500,
+                idle_sessions=1_500, splice_seconds=1)
 
 
 FD_MARGIN = 1200  # fds a proxy needs besides its sessions' (listeners, epoll, pipes, logs)
@@ -84,8 +86,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conn-requests", type=int)
     p.add_argument("--idle-sessions", type=int)
     p.add_argument("--targets", help="comma-separated subset of target keys")
-    p.add_argument("--relay-workers2", action="store_true",
-                   help="add relay with runtime.workers = 2 (hook for when workers > 1 works)")
     p.add_argument("--no-splice-check", action="store_true")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                    help="directory for the results (default bench/results)")
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             "redis-server)")
         return 2
     prof = profile_from(args)
-    specs = targets.target_specs(relay_workers2=args.relay_workers2)
+    specs = targets.target_specs()
     if args.targets:
         wanted = args.targets.split(",")
         unknown = set(wanted) - {s.key for s in specs}
@@ -247,10 +247,9 @@ def run(args: argparse.Namespace) -> int:
         f"noise: other processes (and kernel threads) used {max(0.0, others):.0f} CPU s during the run, "
         f"{max(0.0, others) / capacity:.0%} of the machine ({capacity:.0f} CPU s); "
         "above a few percent, rerun on a quiet machine")
-    if "relay-w2" not in {s.key for s in specs}:
-        res.notes.append("relay with runtime.workers = 2 is not measured: workers > 1 is not "
-                         "implemented yet (hook: RELAY_WORKERS_2_READY in bench/targets.py, or "
-                         "--relay-workers2).")
+    if not targets.RELAY_WORKERS_2_READY:
+        res.notes.append("relay with runtime.workers = 2 is not measured (hook: "
+                         "RELAY_WORKERS_2_READY in bench/targets.py).")
     res.notes.append(f"whole run: {elapsed:.0f} s")
     settings = [
         f"command: `{' '.join(['.venv/bin/python', 'bench/run.py', *map(shlex.quote, sys.argv[1:])])}`"
@@ -276,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         {"profile": asdict(prof), "values": res.values, "errors": res.errors,
          "splice": {k: asdict(v) | {"verdict": v.verdict} for k, v in res.splice.items()}},
         indent=1))
-    report.chart(res, args.out / "latest.png", title)
+    report.chart(res, args.out / "latest.png", title)  # ratios to HAProxy nbthread 1 (or direct)
     print(text)
     log(f"bench: wrote {args.out / (stem + '.md')}, latest.md, latest.png ({elapsed:.0f} s)")
     return 1 if res.errors else 0
@@ -292,7 +291,7 @@ def splice_checks(instances: list[Instance], prof: Profile, res: report.Results)
             return workloads.iperf(inst.ports["iperf"], prof.splice_seconds, 1, lambda: [])
 
         try:
-            check = workloads.splice_check(inst.pid, load)
+            check = workloads.splice_check(inst.pids(), load)
         except (Interrupted, KeyboardInterrupt):
             raise
         except Exception as exc:

@@ -25,11 +25,11 @@ if str(REPO) not in sys.path:
 from tests.support.relayproc import RelayProcess, toml_config  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
-# HOOK: relay with runtime.workers = 2. relay accepts the key but still runs one worker (it
-# logs `workers_not_supported_yet`), so the target is off by default. When workers > 1 works,
-# set this to True (or pass --relay-workers2): the measurements already sum RSS, fds and CPU
-# over the whole process tree, so nothing else needs to change.
-RELAY_WORKERS_2_READY = False
+# HOOK: relay with runtime.workers = 2 (a supervisor and two worker processes). On since relay
+# supports workers > 1 (commit ac1d7b3); set to False to leave the target out, e.g. on a
+# branch without workers. RSS, fds, CPU time and the splice check cover the whole process tree
+# (supervisor + workers); a relay that logs `workers_not_supported_yet` is flagged in the notes.
+RELAY_WORKERS_2_READY = True
 # ---------------------------------------------------------------------------------------------
 
 
@@ -47,7 +47,7 @@ class TargetSpec:
 REFERENCE = "haproxy-1t"  # ratios are taken to this target (and to "direct")
 
 
-def target_specs(relay_workers2: bool = False) -> list[TargetSpec]:
+def target_specs(relay_workers2: bool = RELAY_WORKERS_2_READY) -> list[TargetSpec]:
     specs = [
         TargetSpec("direct", "no proxy: clients talk to the backend itself", "direct"),
         TargetSpec(REFERENCE, "HAProxy, mode tcp, nbthread 1, option splice-auto", "haproxy",
@@ -63,8 +63,9 @@ def target_specs(relay_workers2: bool = False) -> list[TargetSpec]:
         TargetSpec("relay-copy", 'relay, one worker, runtime.splice = "off"', "relay",
                    splice="off"),
     ]
-    if relay_workers2 or RELAY_WORKERS_2_READY:  # HOOK, see RELAY_WORKERS_2_READY
-        specs.append(TargetSpec("relay-w2", 'relay, runtime.workers = 2, splice = "auto"',
+    if relay_workers2:  # HOOK, see RELAY_WORKERS_2_READY
+        specs.append(TargetSpec("relay-w2", 'relay, runtime.workers = 2 (supervisor + 2 workers), '
+                                'splice = "auto"',
                                 "relay", splice="auto", workers=2))
     return specs
 
@@ -307,6 +308,12 @@ def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
         inst = Instance(spec, {"iperf": relay.port("iperf"), "redis": relay.port("redis")}, relay)
         if relay.count("workers_not_supported_yet"):
             inst.notes.append("relay logged workers_not_supported_yet: ran one worker")
+        elif spec.workers > 1:
+            deadline = time.monotonic() + 10
+            while len(inst.pids()) < 1 + spec.workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if len(inst.pids()) < 1 + spec.workers:
+                inst.notes.append(f"only {len(inst.pids())} relay processes after 10 s")
         return inst
     raise ValueError(spec.kind)
 

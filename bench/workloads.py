@@ -204,30 +204,33 @@ class SpliceCheck:
         if self.splice == 0:
             return "no (copy)"
         share = self.splice / (self.splice + self.copy)
-        return "yes" if share >= 0.5 else f"mostly copy ({share:.1%} of data calls splice)"
+        if share < 0.01:
+            return f"no (copy; {self.splice} stray splice calls)"
+        return "yes" if share >= 0.5 else f"mostly copy ({share:.0%} of data calls splice)"
 
 
-def splice_check(pid: int, load: Callable[[], object]) -> SpliceCheck:
-    """Count the data syscalls of pid (all threads) while `load` runs."""
+def splice_check(pids: list[int], load: Callable[[], object]) -> SpliceCheck:
+    """Count the data syscalls of these processes (all threads) while `load` runs."""
     if shutil.which("strace"):
-        check = _strace(pid, load)
+        check = _strace(pids, load)
         if not check.error:
             return check
         note = check.error
     else:
         note = "strace not installed (apt-get install strace)"
-    check = _sample(pid, load)
+    check = _sample(pids, load)
     check.error = "; ".join(x for x in (note, check.error) if x)
     return check
 
 
-def _strace(pid: int, load: Callable[[], object]) -> SpliceCheck:
+def _strace(pids: list[int], load: Callable[[], object]) -> SpliceCheck:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "strace.txt"
         calls = ",".join(("splice", *COPY_CALLS))
         with (Path(tmp) / "err.txt").open("w+") as err:
+            attach = [a for pid in pids for a in ("-p", str(pid))]
             st = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-e", f"trace={calls}",
-                                   "-p", str(pid)], stdin=subprocess.DEVNULL,
+                                   *attach], stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=err)
             try:
                 time.sleep(0.5)  # attach to every thread
@@ -256,7 +259,7 @@ def _parse_strace(text: str) -> Counter[str]:
     return counts
 
 
-def _sample(pid: int, load: Callable[[], object]) -> SpliceCheck:
+def _sample(pids: list[int], load: Callable[[], object]) -> SpliceCheck:
     numbers = SYSCALL_NUMBERS.get(platform.machine())
     if numbers is None:
         return SpliceCheck("none", error=f"no syscall table for {platform.machine()}")
@@ -267,13 +270,14 @@ def _sample(pid: int, load: Callable[[], object]) -> SpliceCheck:
     def sampler() -> None:
         while not stop.is_set():
             try:
-                tasks = os.listdir(f"/proc/{pid}/task")
+                tasks = [f"/proc/{pid}/task/{task}" for pid in pids
+                         for task in os.listdir(f"/proc/{pid}/task")]
             except OSError as exc:
                 errors.append(str(exc))
                 return
             for task in tasks:
                 try:
-                    with open(f"/proc/{pid}/task/{task}/syscall") as f:
+                    with open(f"{task}/syscall") as f:
                         first = f.read().split(maxsplit=1)[0]
                 except PermissionError as exc:
                     errors.append(f"/proc/PID/syscall: {exc.strerror}")

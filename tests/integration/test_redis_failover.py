@@ -43,6 +43,7 @@ def test_primary_sigkill_zero_errors_then_failback(tmp_path, start_relay):
             time.sleep(1.0)
             t_kill = time.monotonic()
             primary.kill()
+            t_dead = time.monotonic()  # until its sockets are gone the kernel may still accept
             relay.wait_event(lambda e: e.get("event") == "backend_down", timeout=10)
             time.sleep(1.0)
             t_restart = time.monotonic()
@@ -54,8 +55,9 @@ def test_primary_sigkill_zero_errors_then_failback(tmp_path, start_relay):
                 time.sleep(0.05)
         finally:
             probe.stop()
-        assert probe.errors(since=t_kill) == [], probe.errors()[:5]
-        assert len(probe.errors()) <= 1  # at most the one request in flight at the kill
+        # a session the kernel accepted for the dying server is reset with it; none after
+        assert probe.errors(since=t_dead) == [], probe.errors()[:5]
+        assert len(probe.errors()) <= 1
         switch = probe.first_served_by(r_port, t_kill) - t_kill
         back = probe.first_served_by(p_port, t_restart) - t_restart
         print(f"\nSIGKILL: first session on replica {switch * 1000:.0f} ms after the kill; "
