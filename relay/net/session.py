@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 _MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
+_HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 # Direction.pump results
 IDLE, MORE, SRC_RESET, DST_RESET = 0, 1, 2, 3
 BUDGET = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot starve the rest
+SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
 
 CONNECTING, RELAYING, CLOSED = 0, 1, 2
 
@@ -45,19 +47,20 @@ splice = getattr(os, "splice", None)
 class End:
     """One socket of a session and what the kernel last told us about it."""
 
-    __slots__ = ("fd", "readable", "sock", "writable")
+    __slots__ = ("fd", "hup", "readable", "sock", "writable")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.readable = False
         self.writable = False
+        self.hup = False  # the peer hung up (or errored): read until EOF, take no shortcut
 
 
 class Direction:
     """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
 
-    __slots__ = ("buf", "bytes", "dst", "end", "eof", "full", "pending", "pipe", "pools",
+    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "pending", "pipe", "pools",
                  "shut", "src", "start", "use_splice")
 
     def __init__(self, src: End, dst: End, pools: Listener, use_splice: bool) -> None:
@@ -65,6 +68,7 @@ class Direction:
         self.dst = dst
         self.pools = pools
         self.use_splice = use_splice and splice is not None
+        self.bulk = False  # splice only while a flow is bulk: small messages cost less copied
         self.pipe: Pipe | None = None
         self.pending = 0  # bytes in the pipe
         self.full = False  # the pipe refused more (it counts slots, not bytes)
@@ -76,7 +80,7 @@ class Direction:
         self.bytes = 0  # delivered to dst
 
     def pump(self) -> int:
-        if self.use_splice and self.end == self.start:
+        if self.use_splice and self.end == self.start and (self.bulk or self.pending):
             return self._pump_splice()
         return self._pump_copy()
 
@@ -100,6 +104,8 @@ class Direction:
                     if not self.pending:
                         self.pools.pipes.release(pipe)
                         self.pipe = pipe = None
+                        if not self.bulk:
+                            return MORE  # the flow went quiet: the copy path takes it
             if not self.eof and src.readable and not self.full:
                 if pipe is not None and self.pending >= pipe.capacity:
                     self.full = True  # a zero-length splice would read as EOF
@@ -130,6 +136,8 @@ class Direction:
                     if n:
                         self.pending += n
                         progressed = True
+                        if n < SMALL_READ:
+                            self.bulk = False  # after this pipe drains, copy again
                     else:
                         self.eof = True
                         if not self.pending:
@@ -161,7 +169,7 @@ class Direction:
                         self.start = self.end = 0
                         self.pools.buffers.release(buf)
                         self.buf = buf = None
-                        if self.use_splice:  # the buffer was a stop-gap; back to pipes
+                        if self.bulk:  # bulk now: back to the splice path
                             return MORE
             if not self.eof and src.readable and self.end == 0:
                 if buf is None:
@@ -173,11 +181,19 @@ class Direction:
                 except OSError:
                     return SRC_RESET
                 else:
+                    if n == len(buf):
+                        if self.use_splice:
+                            self.bulk = True  # a full buffer: bulk, the next bytes splice
+                    elif n:
+                        # ET: a short read emptied the socket; new bytes bring a new edge.
+                        # Not after a hang-up, whose edge is gone: read on to the EOF then.
+                        if not src.hup:
+                            src.readable = False
+                    else:
+                        self.eof = True
                     if n:
                         self.end = n
                         progressed = True
-                    else:
-                        self.eof = True
                 if self.end == 0:
                     self.pools.buffers.release(buf)
                     self.buf = None
@@ -440,6 +456,8 @@ class Session:
                 return
         if events & _READABLE:
             end.readable = True
+            if events & _HANGUP:
+                end.hup = True
         if events & _WRITABLE:
             end.writable = True
         if self.state == CONNECTING:
@@ -450,7 +468,11 @@ class Session:
                 else:
                     self._connected()
             return
-        self._pump()
+        # only the directions this event can move: reading from `end`, or writing to it
+        if end is client:
+            self._pump(events & _READABLE, events & _WRITABLE)
+        else:
+            self._pump(events & _WRITABLE, events & _READABLE)
 
     def on_crash(self, exc: BaseException) -> None:
         self.close("internal_error", reset=True)
@@ -460,15 +482,15 @@ class Session:
         if self.state == RELAYING:
             self._pump()
 
-    def _pump(self) -> None:
+    def _pump(self, pump_up: int = 1, pump_down: int = 1) -> None:
         up, down = self.up, self.down
         assert up is not None and down is not None
         before = up.bytes + down.bytes
-        result = up.pump()
+        result = up.pump() if pump_up else IDLE
         if result >= SRC_RESET:
             self._reset(from_client=result == SRC_RESET)
             return
-        result2 = down.pump()
+        result2 = down.pump() if pump_down else IDLE
         if result2 >= SRC_RESET:
             self._reset(from_client=result2 == DST_RESET)
             return
