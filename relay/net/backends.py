@@ -114,6 +114,7 @@ class BackendGroup:
         r = config.retry
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
         self.failovers = 0
+        self._static_order: list[int] | None = None
         self.hedges = HedgeBudget(limit=HEDGES_IN_FLIGHT)
         self.hedge_outcomes: Counter[str] = Counter()  # primary_won / hedge_won / both_failed
         self._tier_timer: Timer | None = None
@@ -184,8 +185,14 @@ class BackendGroup:
 
     def choose(self, tried: list[Backend]) -> Backend | None:
         """The backend for a session's next connect attempt."""
-        views = [b.view() for b in self.backends]
-        order = candidate_order(views, self.tiers.serving, self.balancer)
+        order = self._static_order
+        if order is None:
+            order = candidate_order([b.view() for b in self.backends], self.tiers.serving,
+                                    self.balancer)
+            if self.config.balance == "first":  # depends on health only: keep it until a change
+                self._static_order = order
+        if not tried:
+            return self.backends[order[0]] if order else None
         tried_positions = [self.backends.index(b) for b in tried]
         position = next_attempt(order, tried_positions)
         return None if position is None else self.backends[position]
@@ -258,6 +265,7 @@ class BackendGroup:
             session.close(cause, reset=True)
 
     def refresh_tiers(self) -> None:
+        self._static_order = None  # availability may have changed
         available = {b.tier for b in self.backends if b.health.available}
         change = self.tiers.update(self.reactor.now, available)
         if change is not None:
@@ -332,6 +340,7 @@ class BackendGroup:
                 self.refresh_tiers()
         serving = message.get("serving")
         if (serving is None or isinstance(serving, int)) and serving != self.tiers.serving:
+            self._static_order = None
             old, self.tiers.serving = self.tiers.serving, serving
             self._tier_changed(TierChange(old, serving, "leader"))
 
@@ -344,6 +353,7 @@ class BackendGroup:
         was_available = backend.health.available
         previous = backend.health.admin
         transition = backend.health.set_admin(state)
+        self._static_order = None
         if transition is not None:
             log.info("backend_admin", listener=self.listener_name, backend=backend.name,
                      state=state, cause=transition.cause)
@@ -364,6 +374,7 @@ class BackendGroup:
     def failback(self) -> int:
         """Manual failback: new sessions go to tier 0 now. FailbackRefused if it is not up."""
         change = self.tiers.manual_failback(self.reactor.now)
+        self._static_order = None
         if change.old != change.new:
             self._tier_changed(change)
         return 0
