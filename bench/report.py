@@ -3,6 +3,7 @@ machine's description, and one PNG chart of the ratios to HAProxy nbthread 1."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -79,7 +80,22 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else "unknown"
 
 
-def machine() -> dict[str, str]:
+def relay_version() -> str:
+    """The commit, plus a hash of relay/'s uncommitted changes if any: the working tree is
+    what runs, and other people may be editing it."""
+    repo = str(Path(__file__).resolve().parents[1])
+    commit = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
+    diff = subprocess.run(["git", "-C", repo, "diff", "HEAD", "--", "relay"],
+                          capture_output=True, timeout=10).stdout
+    untracked = subprocess.run(["git", "-C", repo, "ls-files", "--others", "--exclude-standard",
+                                "--", "relay"], capture_output=True, timeout=10).stdout
+    if diff or untracked:
+        digest = hashlib.sha1(diff + untracked, usedforsecurity=False).hexdigest()[:8]
+        commit += f" + uncommitted changes in relay/ (diff {digest})"
+    return commit
+
+
+def machine(relay: str) -> dict[str, str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -95,12 +111,6 @@ def machine() -> dict[str, str]:
     m = re.search(r"version (\S+)", haproxy)
     redis = _first_line(["redis-server", "--version"])
     r = re.search(r"v=(\S+)", redis)
-    repo = str(Path(__file__).resolve().parents[1])
-    commit = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
-    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "relay"],
-                           capture_output=True, text=True, timeout=10).stdout.strip()
-    if dirty:
-        commit += " + uncommitted changes in relay/ (the working tree is what ran)"
     return {
         "CPU": cpu,
         "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable by this run)",
@@ -110,7 +120,7 @@ def machine() -> dict[str, str]:
         "HAProxy": m.group(1) if m else haproxy,
         "iperf3": _first_line(["iperf3", "--version"]),
         "redis-server / redis-benchmark": r.group(1) if r else redis,
-        "relay commit": commit,
+        "relay": relay,
     }
 
 
@@ -197,7 +207,8 @@ def markdown(res: Results, title: str, settings: list[str], mach: dict[str, str]
 
 def chart(res: Results, path: Path, title: str) -> None:
     """Horizontal bars of each proxy's ratio to HAProxy nbthread 1, on a log2 axis, growing
-    from 1.0 (so a bar to the right means "more than HAProxy"); direct is a black diamond.
+    from 1.0 (so a bar to the right means "more than HAProxy"); direct is a black diamond
+    in its own slot above them.
     Without HAProxy nbthread 1 among the targets (a --targets subset), ratios to direct."""
     keys = [t.key for t in res.targets]
     ref = REFERENCE if REFERENCE in keys else "direct"
@@ -212,11 +223,12 @@ def chart(res: Results, path: Path, title: str) -> None:
     metrics = [m for m in METRICS if m.key in res.values
                and res.median(m.key, ref) is not None]
     proxies = [t.key for t in res.targets if t.key not in (ref, "direct")]
-    height = 0.8 / max(1, len(proxies))
-    fig, ax = plt.subplots(figsize=(11, 0.8 * len(metrics) + 2.4))
+    slots = (["direct"] if ref != "direct" and "direct" in keys else []) + proxies
+    height = 0.84 / max(1, len(slots))
+    fig, ax = plt.subplots(figsize=(11, 0.85 * len(metrics) + 2.4))
     colors = plt.get_cmap("tab10").colors
     seen: list[float] = [1.0]
-    for i, key in enumerate(proxies):
+    for i, key in enumerate(slots):
         ys, xs, lo, hi = [], [], [], []
         for row, m in enumerate(metrics):
             r = res.ratio(m.key, key, ref)
@@ -224,13 +236,17 @@ def chart(res: Results, path: Path, title: str) -> None:
                 continue
             base = res.median(m.key, ref) or 1.0
             mn, mx = res.spread(m.key, key) or (r * base, r * base)
-            ys.append(row - 0.4 + height * (i + 0.5))
+            ys.append(row - 0.42 + height * (i + 0.5))
             xs.append(r)
             lo.append(max(0.0, r - mn / base))
             hi.append(max(0.0, mx / base - r))
             seen += [mn / base, mx / base]
-        color = colors[(i + 1) % len(colors)]
-        ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9, color=color, label=key)
+        if key == "direct":  # the ceiling, drawn as a marker in its own slot
+            ax.scatter(xs, ys, marker="D", s=18, color="black", zorder=3,
+                       label="direct (no proxy)")
+        else:
+            ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9,
+                    color=colors[i % len(colors)], label=key)
         ax.errorbar(xs, ys, xerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7,
                     capsize=1.5, alpha=0.6)
         for x, y, below, above in zip(xs, ys, lo, hi, strict=True):
@@ -238,14 +254,8 @@ def chart(res: Results, path: Path, title: str) -> None:
             at = (x + above) * 1.03 if x >= 1 else (x - below) / 1.03
             ax.text(at, y, f"{x:.2f}", va="center", ha="left" if x >= 1 else "right",
                     fontsize=6)
-    direct = [(row, res.ratio(m.key, "direct", ref)) for row, m in enumerate(metrics)]
-    direct = [(row, r) for row, r in direct if r is not None]
-    if direct and ref != "direct":
-        ax.scatter([r for _, r in direct], [row for row, _ in direct], marker="D", s=22,
-                   color="black", zorder=3, label="direct (no proxy)")
-        seen += [r for _, r in direct]
-        for row, r in direct:
-            ax.text(r, row - 0.12, f"{r:.2f}", ha="center", va="bottom", fontsize=6)
+    for row in range(len(metrics) - 1):
+        ax.axhline(row + 0.5, color="grey", linewidth=0.4, alpha=0.5)
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log", base=2)
     lo_x, hi_x = min(seen) / 1.3, max(seen) * 1.3
@@ -263,7 +273,7 @@ def chart(res: Results, path: Path, title: str) -> None:
                   "whiskers: min-max of the rounds)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(proxies) + 1,
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(slots),
               frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     busy0, own0 = targets.machine_busy_seconds(), targets.own_cpu_seconds()
+    relay_at_start = report.relay_version()
     res = report.Results(specs)
     if capped:
         res.notes.append(capped)
@@ -244,9 +245,9 @@ def run(args: argparse.Namespace) -> int:
     others = (targets.machine_busy_seconds() - busy0) - (targets.own_cpu_seconds() - own0)
     capacity = elapsed * len(os.sched_getaffinity(0))
     res.notes.append(
-        f"noise: other processes (and kernel threads) used {max(0.0, others):.0f} CPU s during the run, "
-        f"{max(0.0, others) / capacity:.0%} of the machine ({capacity:.0f} CPU s); "
-        "above a few percent, rerun on a quiet machine")
+        f"noise: during the run, other processes (and kernel threads) used at least "
+        f"{max(0.0, others):.0f} CPU s, {max(0.0, others) / capacity:.0%} of the machine "
+        f"({capacity:.0f} CPU s); above a few percent, rerun on a quiet machine")
     if not targets.RELAY_WORKERS_2_READY:
         res.notes.append("relay with runtime.workers = 2 is not measured (hook: "
                          "RELAY_WORKERS_2_READY in bench/targets.py).")
@@ -266,7 +267,11 @@ def run(args: argparse.Namespace) -> int:
         "redis-server (no persistence)",
     ]
     title = f"relay benchmark, {started:%Y-%m-%d %H:%M} UTC ({mode})"
-    text = report.markdown(res, title, settings, report.machine())
+    relay_at_end = report.relay_version()
+    if relay_at_end != relay_at_start:
+        res.notes.append(f"relay/ changed during the run (at the end: {relay_at_end}): the "
+                         "figures may mix versions; rerun")
+    text = report.markdown(res, title, settings, report.machine(relay_at_start))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{started:%Y-%m-%dT%H%MZ}-{mode}"
     (args.out / f"{stem}.md").write_text(text)
