@@ -197,6 +197,10 @@ class BackendGroup:
         position = next_attempt(order, tried_positions)
         return None if position is None else self.backends[position]
 
+    def can_hedge_from(self, backend: Backend) -> bool:
+        """Is there another backend a hedge could go to? (No timer for single-backend groups.)"""
+        return any(b is not backend and b.health.admin == "ready" for b in self.backends)
+
     def connected(self, session: Session, backend: Backend) -> None:
         backend.sessions.add(session)
         health = backend.health

@@ -291,7 +291,8 @@ class Session:
             max(0.001, min(config.connect_timeout, left)), self._connect_timed_out)
         if err == 0:
             self._connected()
-        elif not self.hedged and config.retry.hedge is not None:
+        elif not self.hedged and config.retry.hedge is not None and \
+                self.listener.group.can_hedge_from(backend):
             after = config.retry.hedge
             if after == HEDGE_AUTO:
                 after = backend.estimate.hedge_after(config.connect_timeout)
@@ -462,9 +463,13 @@ class Session:
             end.writable = True
         if self.state == CONNECTING:
             if end is not client and events & (EPOLLOUT | EPOLLHUP):
-                err = end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                # writable without error or hang-up: connected (no SO_ERROR round trip)
+                err = 0 if not events & (EPOLLHUP | EPOLLERR) else end.sock.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_ERROR)
                 if err:
                     self._connect_failed(err)
+                elif events & EPOLLHUP:
+                    self._connect_failed(errno.ECONNREFUSED)
                 else:
                     self._connected()
             return

@@ -7,6 +7,10 @@ import itertools
 from collections.abc import Callable
 
 
+def _nothing() -> None:
+    pass
+
+
 class Timer:
     __slots__ = ("callback", "cancelled", "seq", "when")
 
@@ -18,9 +22,10 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _nothing  # drop the reference: no session kept alive by a dead timer
 
     def __lt__(self, other: Timer) -> bool:
-        return (self.when, self.seq) < (other.when, other.seq)
+        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class TimerHeap:
