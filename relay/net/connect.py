@@ -37,9 +37,8 @@ def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
     (EPOLLOUT), anything else when it failed already. Raises OSError only when
     no socket could be created (e.g. EMFILE).
     """
-    sock = socket.socket(target.family, socket.SOCK_STREAM)
+    sock = socket.socket(target.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(target.sockaddr)
     except OSError:

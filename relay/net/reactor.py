@@ -133,6 +133,12 @@ class Reactor:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
 
+    def forget(self, fd: int) -> None:
+        """Forget fd that is about to be closed: closing the last reference to a socket takes
+        it out of epoll by itself, so this saves the epoll_ctl. Only for fds never dup'd or
+        shared with another process (session sockets)."""
+        self._handlers.pop(fd, None)
+
     # -- time -------------------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:

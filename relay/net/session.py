@@ -60,8 +60,8 @@ class End:
 class Direction:
     """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
 
-    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "pending", "pipe", "pools",
-                 "shut", "src", "start", "use_splice")
+    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "other", "pending", "pipe",
+                 "pools", "shut", "src", "start", "use_splice")
 
     def __init__(self, src: End, dst: End, pools: Listener, use_splice: bool) -> None:
         self.src = src
@@ -69,6 +69,7 @@ class Direction:
         self.pools = pools
         self.use_splice = use_splice and splice is not None
         self.bulk = False  # splice only while a flow is bulk: small messages cost less copied
+        self.other: Direction | None = None  # the opposite direction of the same session
         self.pipe: Pipe | None = None
         self.pending = 0  # bytes in the pipe
         self.full = False  # the pipe refused more (it counts slots, not bytes)
@@ -206,6 +207,8 @@ class Direction:
     def _finish(self) -> int:
         if not self.shut:
             self.shut = True
+            if self.other is not None and self.other.shut:
+                return IDLE  # both ways are done: the session closes both sockets now
             try:
                 self.dst.sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -430,6 +433,7 @@ class Session:
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
         self.down = Direction(server_end, self.client, self.listener, use_splice)
+        self.up.other, self.down.other = self.down, self.up
         self.last_active = self.reactor.now
         idle = self.config.idle_timeout
         if idle is not None:
@@ -535,7 +539,7 @@ class Session:
         if end is None:
             return
         self.server_end = None
-        self.reactor.unregister(end.fd)
+        self.reactor.forget(end.fd)
         _close(end.sock, reset)
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
@@ -558,7 +562,7 @@ class Session:
             if direction is not None:
                 direction.release()
         self._drop_server_end(reset or reset_backend)
-        self.reactor.unregister(self.client.fd)
+        self.reactor.forget(self.client.fd)
         _close(self.client.sock, reset or reset_client)
         self.listener.session_closed(self, was_relaying)
 
