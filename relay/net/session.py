@@ -80,6 +80,10 @@ class Direction:
         self.shut = False  # FIN passed on to dst: this direction is finished
         self.bytes = 0  # delivered to dst
 
+    def waiting(self) -> bool:
+        """Bytes read and not yet written (in the pipe or the buffer)."""
+        return self.pending > 0 or self.end > self.start
+
     def pump(self) -> int:
         if self.use_splice and self.end == self.start and (self.bulk or self.pending):
             return self._pump_splice()
@@ -478,10 +482,14 @@ class Session:
                     self._connected()
             return
         # only the directions this event can move: reading from `end`, or writing to it
+        # (edge-triggered epoll reports "writable" with every edge: it only matters to a
+        # direction that has bytes waiting for this socket)
+        up, down = self.up, self.down
+        assert up is not None and down is not None
         if end is client:
-            self._pump(events & _READABLE, events & _WRITABLE)
+            self._pump(events & _READABLE, events & _WRITABLE and down.waiting())
         else:
-            self._pump(events & _WRITABLE, events & _READABLE)
+            self._pump(events & _WRITABLE and up.waiting(), events & _READABLE)
 
     def on_crash(self, exc: BaseException) -> None:
         self.close("internal_error", reset=True)
