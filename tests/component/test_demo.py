@@ -28,7 +28,8 @@ def test_demo_serves_through_relay_from_the_primary(tmp_path):
     cfg.write_text(text)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     demo = subprocess.Popen([sys.executable, "-m", "relay.demo", "-c", str(cfg)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group: the demo and its relay
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -47,6 +48,10 @@ def test_demo_serves_through_relay_from_the_primary(tmp_path):
             reader.close()
     finally:
         demo.send_signal(signal.SIGINT)
-        demo.wait(20)
+        try:
+            demo.wait(20)
+        except subprocess.TimeoutExpired:  # never leave them running, whatever failed
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(10)
         demo.communicate()
     assert demo.returncode == 0
