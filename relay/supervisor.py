@@ -217,11 +217,7 @@ class Supervisor:
         live = self._alive()
         for worker in live:
             _merge(total, worker.stats, keep_samples=True)
-            for per_listener in worker.stats.get("listeners", {}).values():
-                per_listener["durations"] = []
-            for per_backend in worker.stats.get("backends", {}).values():
-                for b in per_backend.values():
-                    b["connect"] = []
+            _drop_samples(worker.stats)
         self.server.remote_sessions = sum(w.stats.get("sessions", 0) for w in live)
         active: Counter[tuple[str, str]] = Counter()
         for worker in live:
@@ -241,16 +237,20 @@ class Supervisor:
                 backend.connect_errors = Counter(bt.get("errors", {}))
                 backend.connect_times.extend(bt.get("connect", []))
                 backend.remote_active = active[(listener.name, backend.name)]
-        for key in ("listeners",):
-            for lt in self.base.get(key, {}).values():
-                lt["durations"] = []
-        for per_backend in self.base.get("backends", {}).values():
-            for b in per_backend.values():
-                b["connect"] = []
+        _drop_samples(self.base)  # counted once: the histograms have them now
 
     def _status(self) -> dict[str, Any]:
         return {"workers": [{"pid": w.proc.pid, "slot": w.slot, "generation": w.generation,
                              "sessions": w.stats.get("sessions", 0)} for w in self._alive()]}
+
+
+def _drop_samples(stats: dict[str, Any]) -> None:
+    """Empty the histogram samples of `stats`, keeping its counters."""
+    for lt in stats.get("listeners", {}).values():
+        lt["durations"] = []
+    for per_backend in stats.get("backends", {}).values():
+        for b in per_backend.values():
+            b["connect"] = []
 
 
 def _merge(into: dict[str, Any], stats: dict[str, Any], keep_samples: bool) -> None:

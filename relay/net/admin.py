@@ -31,6 +31,7 @@ MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request (and for an idle keep-alive)
 MAX_CONNECTIONS = 64
+BACKLOG = 128
 ACCEPT_BATCH = 16
 
 _KNOWN_STATUS = {s.value for s in HTTPStatus}
@@ -55,9 +56,13 @@ class AdminServer:
         self.connections: set[AdminConnection] = set()
         self.bound = ""
 
+    @staticmethod
+    def bind(address: SockAddr) -> tuple[socket.socket, str]:
+        return listening_socket(address, BACKLOG)
+
     def open(self, bound: tuple[socket.socket, str] | None = None) -> None:
         """Listen (on a socket a reload already bound, if given)."""
-        sock, self.bound = bound or listening_socket(self.address, 128)
+        sock, self.bound = bound or self.bind(self.address)
         self.sock = sock
         self.reactor.register(sock.fileno(), EPOLLIN, self)
         log.info("admin_open", address=self.bound)

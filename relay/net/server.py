@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relay import __version__
-from relay.config.model import Config
+from relay.config.model import BackendConfig, Config, ListenerConfig
 from relay.core.health import ADMIN_STATES
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
@@ -23,7 +23,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.listener import Listener
 from relay.net.reactor import Reactor
-from relay.net.resolve import SockAddr, listening_socket, resolve
+from relay.net.resolve import SockAddr, resolve
 from relay.net.splice import PipePool, splice_supported
 from relay.runconfig import RunConfig, prepare
 
@@ -60,10 +60,9 @@ class RelayServer:
         self.reloads: Counter[str] = Counter()
         self.heartbeat = self.reactor.now
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
-        self.max_connections = config.runtime.max_connections
-        self.use_splice = config.runtime.splice == "auto" and splice_supported()
-        self.pipes = PipePool(max_total=2 * self.max_connections + 64)
+        self.pipes = PipePool()
         self.buffers = BufferPool()
+        self._take_runtime(config)
         self.sessions: set[Session] = set()
         self.active = 0
         self.stopping = False
@@ -77,14 +76,25 @@ class RelayServer:
 
         self.rng = random.Random()  # seeded from the OS: jitter must differ between relays
         self.listeners = [
-            Listener(self, lc, lookup(lc.listen, True), BackendGroup(
-                self.reactor, lc, [Backend(bc, lookup(bc.address, False), lc) for bc in lc.backends],
-                self.rng, role="follower" if role == "worker" else "leader"))
+            self._new_listener(lc, lookup(lc.listen, True),
+                               [(bc, lookup(bc.address, False)) for bc in lc.backends])
             for lc in config.listeners
         ]
         self.by_name = {listener.name: listener for listener in self.listeners}
         self.admin = (AdminServer(self, lookup(config.admin.listen, True), admin_token)
                       if admin and role != "worker" else None)
+
+    def _take_runtime(self, config: Config) -> None:
+        """The [runtime] settings that apply to new sessions (at start and on reload)."""
+        self.max_connections = config.runtime.max_connections
+        self.pipes.max_total = 2 * self.max_connections + 64
+        self.use_splice = config.runtime.splice == "auto" and splice_supported()
+
+    def _new_listener(self, lc: ListenerConfig, address: SockAddr,
+                      backends: list[tuple[BackendConfig, SockAddr]]) -> Listener:
+        group = BackendGroup(self.reactor, lc, [Backend(bc, target, lc) for bc, target in backends],
+                             self.rng, role="follower" if self.role == "worker" else "leader")
+        return Listener(self, lc, address, group)
 
     def open(self) -> None:
         """Bind every listener and the admin server; on failure close what was opened and
@@ -242,7 +252,7 @@ class RelayServer:
                     fresh[lc.name] = Listener.bind(target)
             if self.admin is not None and admin_address != self.admin.address:
                 key = "admin.listen"
-                admin_fresh = listening_socket(admin_address, 128)
+                admin_fresh = AdminServer.bind(admin_address)
         except OSError as exc:
             for sock, _ in fresh.values():
                 sock.close()
@@ -250,9 +260,7 @@ class RelayServer:
                 from None
         # Then change things.
         self.config = new
-        self.max_connections = new.runtime.max_connections
-        self.pipes.max_total = 2 * self.max_connections + 64
-        self.use_splice = new.runtime.splice == "auto" and splice_supported()
+        self._take_runtime(new)
         log.configure(new.runtime.log_format, new.runtime.log_level)
         names = {lc.name for lc in new.listeners}
         for listener in self.listeners:
@@ -265,10 +273,8 @@ class RelayServer:
             backends = [(bc, resolved[str(bc.address)]) for bc in lc.backends]
             existing = self.by_name.get(lc.name)
             if existing is None:
-                group = BackendGroup(self.reactor, lc, [Backend(bc, t, lc) for bc, t in backends],
-                                     self.rng)
-                listener = Listener(self, lc, resolved[str(lc.listen)], group)
-                group.start_checks()
+                listener = self._new_listener(lc, resolved[str(lc.listen)], backends)
+                listener.group.start_checks()
             else:
                 listener = existing
                 listener.reconfigure(lc)
