@@ -46,6 +46,3 @@ def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
         raise
     return sock, err
 
-
-def pending_error(sock: socket.socket) -> int:
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
