@@ -77,11 +77,23 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _whole_seconds(text: str) -> int:
+    """iperf3 -t takes whole seconds: it truncates a fraction, and -t 0 runs until killed."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text}: iperf3 -t takes whole seconds, at least 1")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller loads, about 2 minutes")
     p.add_argument("--rounds", type=int, help="rounds (default 3); each figure is their median")
-    p.add_argument("--iperf-seconds", type=float)
+    p.add_argument("--iperf-seconds", type=_whole_seconds,
+                   help="iperf3 -t, whole seconds >= 1 (default 4, --quick 1)")
     p.add_argument("--redis-requests", type=int)
     p.add_argument("--conn-requests", type=int)
     p.add_argument("--idle-sessions", type=int)

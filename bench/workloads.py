@@ -43,9 +43,13 @@ class Bulk:
 
 
 def iperf(port: int, seconds: float, streams: int, pids: Callable[[], list[int]]) -> Bulk:
-    """iperf3 client -> port for `seconds`; the proxy's CPU time is read around the run."""
-    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
-            "-J"]
+    """iperf3 client -> port for `seconds`; the proxy's CPU time is read around the run.
+
+    iperf3 -t takes whole seconds (a fraction is truncated, and -t 0 runs until killed)."""
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"iperf3 -t takes whole seconds, at least 1, not {seconds}")
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(int(seconds)),
+            "-P", str(streams), "-J"]
     for attempt in range(3):
         watched = pids()
         cpu0 = cpu_seconds(watched) if watched else None
