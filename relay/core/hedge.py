@@ -71,5 +71,5 @@ class HedgeBudget:
 
     def target_succeeded(self, target: str) -> None:
         """A normal connect to `target` worked: it may be hedged towards again."""
-        if self.losing[target]:
+        if self.losing.get(target):  # (get: no Counter.__missing__ call per connection)
             self.losing[target] = 0

@@ -199,7 +199,10 @@ class BackendGroup:
 
     def can_hedge_from(self, backend: Backend) -> bool:
         """Is there another backend a hedge could go to? (No timer for single-backend groups.)"""
-        return any(b is not backend and b.health.admin == "ready" for b in self.backends)
+        backends = self.backends
+        if len(backends) < 2:
+            return False
+        return any(b is not backend and b.health.admin == "ready" for b in backends)
 
     def connected(self, session: Session, backend: Backend) -> None:
         backend.sessions.add(session)

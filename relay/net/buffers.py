@@ -1,4 +1,12 @@
-"""Copy-path buffers, pooled like pipes: a session holds one only while bytes are in flight."""
+"""Copy-path buffers.
+
+Every read of the copy path lands in one scratch buffer per server (one reactor,
+one thread) and is written on at once; a session holds no buffer at all while
+the receiving socket takes everything. Only when it takes part of it does the
+session keep the rest: it takes the scratch buffer itself (no copy) and the pool
+puts another one in its place. That one comes back with ``release`` once its
+bytes are gone.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +17,18 @@ class BufferPool:
     def __init__(self, size: int = BUFFER_SIZE, max_idle: int = 64) -> None:
         self.size = size
         self.max_idle = max_idle
-        self._idle: list[bytearray] = []
-        self.in_use = 0
+        self._idle: list[memoryview] = []
+        self.in_use = 0  # buffers held by sessions (bytes their receiver has not taken yet)
+        self.scratch = memoryview(bytearray(size))
 
-    def acquire(self) -> bytearray:
+    def take(self) -> memoryview:
+        """The scratch buffer, with the bytes just read into it, for a session to keep."""
+        buf = self.scratch
         self.in_use += 1
-        if self._idle:
-            return self._idle.pop()
-        return bytearray(self.size)
+        self.scratch = self._idle.pop() if self._idle else memoryview(bytearray(self.size))
+        return buf
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: memoryview) -> None:
         self.in_use -= 1
         if len(self._idle) < self.max_idle:
             self._idle.append(buf)

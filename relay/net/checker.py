@@ -7,6 +7,7 @@ when the next check runs comes from there too (interval, or backoff while down).
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -29,7 +30,7 @@ class Checker:
         self.reactor = group.reactor
         self.backend = backend
         self.config = config
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.timer: Timer | None = None
         self.deadline: Timer | None = None
         self.connected = False

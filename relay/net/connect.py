@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import errno
 import socket
 
@@ -25,21 +26,26 @@ _BY_ERRNO = {
 }
 
 
+_STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+_TCP, _NODELAY = socket.IPPROTO_TCP, socket.TCP_NODELAY
+
+
 def classify(err: int) -> str:
     """Map a connect errno to one of CONNECT_ERRORS."""
     return _BY_ERRNO.get(err, OTHER)
 
 
-def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
+def start_connect(target: SockAddr) -> tuple[_socket.socket, int]:
     """Create a non-blocking socket and start connecting; returns (socket, errno).
 
     errno is 0 when connected at once, EINPROGRESS when the answer comes later
     (EPOLLOUT), anything else when it failed already. Raises OSError only when
     no socket could be created (e.g. EMFILE).
     """
-    sock = socket.socket(target.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    # the C socket type: none of the Python-level socket.socket wrapper's costs
+    sock = _socket.socket(target.family, _STREAM_NONBLOCK)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(_TCP, _NODELAY, 1)
         err = sock.connect_ex(target.sockaddr)
     except OSError:
         sock.close()

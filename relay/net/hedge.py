@@ -7,6 +7,7 @@ times out, and its outcome feeds passive health like any connect.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
 class PendingConnect:
     """One non-blocking connect, watched by its own handler until it completes or times out."""
 
-    def __init__(self, listener: Listener, backend: Backend, sock: socket.socket,
+    def __init__(self, listener: Listener, backend: Backend, sock: _socket.socket,
                  started: float, deadline: float) -> None:
         self.listener = listener
         self.reactor = listener.reactor
         self.backend = backend
-        self.sock: socket.socket | None = sock
+        self.sock: _socket.socket | None = sock
         self.fd = sock.fileno()
         self.started = started
         self.timer: Timer | None = self.reactor.call_at(deadline, self._timed_out)
@@ -53,7 +54,7 @@ class PendingConnect:
     def completed(self, err: int) -> None:
         raise NotImplementedError
 
-    def release(self, close: bool) -> socket.socket | None:
+    def release(self, close: bool) -> _socket.socket | None:
         """Stop watching; close the socket, or hand it over (returned)."""
         if self.timer is not None:
             self.timer.cancel()
@@ -82,7 +83,7 @@ class PendingConnect:
 class Hedge(PendingConnect):
     """The second connect of a session still waiting for its first."""
 
-    def __init__(self, session: Session, backend: Backend, sock: socket.socket,
+    def __init__(self, session: Session, backend: Backend, sock: _socket.socket,
                  deadline: float) -> None:
         self.session: Session | None = session
         listener = session.listener

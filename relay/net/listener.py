@@ -3,6 +3,7 @@ and starts a Session for each client towards the backends the listener chooses."
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import socket
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
 ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
+_STREAM = int(socket.SOCK_STREAM)
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -47,6 +49,7 @@ class Listener:
         self.buffers: BufferPool = server.buffers
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
+        self._family = 0
         self.bound = ""
         self.accepting = False
         self.active = 0
@@ -65,12 +68,16 @@ class Listener:
 
     @staticmethod
     def bind(address: SockAddr) -> tuple[socket.socket, str]:
-        return listening_socket(address, _somaxconn())
+        sock, bound = listening_socket(address, _somaxconn())
+        # accepted sockets inherit TCP_NODELAY from the listening one: no setsockopt per client
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, bound
 
     def adopt(self, sock: socket.socket, bound: str, address: SockAddr, accept: bool = True) -> None:
         """Accept on `sock` from now on (a reload may move the listener); the old socket closes."""
         self.close()
         self.sock, self.bound, self.address = sock, bound, address
+        self._family = int(sock.family)
         self._paused = False
         self.accepting = accept
         if accept:
@@ -106,12 +113,13 @@ class Listener:
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
             self._pause_logged = False
-            self._admit(socket.socket(sock.family, socket.SOCK_STREAM, 0, cfd), addr)
+            # the C socket type: none of the Python-level socket.socket wrapper's costs
+            self._admit(_socket.socket(self._family, _STREAM, 0, cfd), addr)
 
     def on_crash(self, exc: BaseException) -> None:
         pass  # the accept loop keeps no per-client state to clean
 
-    def _admit(self, client: socket.socket, addr: tuple[str, int]) -> None:
+    def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
         self.accepted += 1
         server = self.server
         if self.active >= self.config.max_connections or server.active >= server.max_connections:
@@ -119,7 +127,6 @@ class Listener:
             client.close()
             return
         client.setblocking(False)
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.active += 1
         server.active += 1
         peer = f"{addr[0]}:{addr[1]}"

@@ -9,6 +9,7 @@ nowhere to go": the kernel's socket buffers fill and TCP's window closes.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import os
@@ -31,11 +32,13 @@ _MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_TROUBLE = _HANGUP  # events the short path of Session.on_event leaves to the full one
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
-# Direction.pump results
-IDLE, MORE, SRC_RESET, DST_RESET = 0, 1, 2, 3
+# Direction.pump results: nothing more to do now, more to do (budget spent), a socket reset,
+# the direction just finished (FIN passed on)
+IDLE, MORE, SRC_RESET, DST_RESET, DONE = 0, 1, 2, 3, 4
 BUDGET = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot starve the rest
 SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
 
@@ -49,7 +52,7 @@ class End:
 
     __slots__ = ("fd", "hup", "readable", "sock", "writable")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.readable = False
@@ -73,7 +76,7 @@ class Direction:
         self.pipe: Pipe | None = None
         self.pending = 0  # bytes in the pipe
         self.full = False  # the pipe refused more (it counts slots, not bytes)
-        self.buf: bytearray | None = None
+        self.buf: memoryview | None = None  # held only while dst has not taken every byte
         self.start = 0  # buf[start:end] is waiting for dst
         self.end = 0
         self.eof = False  # src has sent FIN
@@ -82,10 +85,10 @@ class Direction:
 
     def waiting(self) -> bool:
         """Bytes read and not yet written (in the pipe or the buffer)."""
-        return self.pending > 0 or self.end > self.start
+        return self.pending > 0 or self.end > 0
 
     def pump(self) -> int:
-        if self.use_splice and self.end == self.start and (self.bulk or self.pending):
+        if self.use_splice and not self.end and (self.bulk or self.pending):
             return self._pump_splice()
         return self._pump_copy()
 
@@ -157,67 +160,76 @@ class Direction:
     def _pump_copy(self) -> int:
         src, dst = self.src, self.dst
         for _ in range(BUDGET):
-            progressed = False
-            buf = self.buf
-            if buf is not None and self.end > self.start and dst.writable:
+            if self.end:  # bytes read earlier that dst did not take yet
+                if not dst.writable:
+                    return IDLE
+                buf = self.buf
+                assert buf is not None
                 try:
-                    n = dst.sock.send(memoryview(buf)[self.start:self.end])
+                    n = dst.sock.send(buf[self.start:self.end])
+                except BlockingIOError:
+                    dst.writable = False
+                    return IDLE
+                except OSError:
+                    return DST_RESET
+                self.bytes += n
+                self.start += n
+                if self.start < self.end:
+                    continue  # the next send takes more, or says EAGAIN
+                self.start = self.end = 0
+                self.buf = None
+                self.pools.buffers.release(buf)
+                if self.bulk:
+                    return MORE  # bulk now: back to the splice path
+            if self.eof:
+                return self._finish()
+            if not src.readable:
+                return IDLE
+            buffers = self.pools.buffers
+            scratch = buffers.scratch
+            try:
+                n = src.sock.recv_into(scratch)
+            except BlockingIOError:
+                src.readable = False
+                return IDLE
+            except OSError:
+                return SRC_RESET
+            if not n:
+                self.eof = True
+                return self._finish()
+            if n == buffers.size:
+                if self.use_splice:
+                    self.bulk = True  # a full buffer: bulk, the next bytes splice
+            elif not src.hup:
+                # ET: a short read emptied the socket; new bytes bring a new edge.
+                # Not after a hang-up, whose edge is gone: read on to the EOF then.
+                src.readable = False
+            sent = 0
+            if dst.writable:
+                try:
+                    sent = dst.sock.send(scratch[:n])
                 except BlockingIOError:
                     dst.writable = False
                 except OSError:
                     return DST_RESET
-                else:
-                    self.bytes += n
-                    self.start += n
-                    progressed = True
-                    if self.start == self.end:
-                        self.start = self.end = 0
-                        self.pools.buffers.release(buf)
-                        self.buf = buf = None
-                        if self.bulk:  # bulk now: back to the splice path
-                            return MORE
-            if not self.eof and src.readable and self.end == 0:
-                if buf is None:
-                    buf = self.buf = self.pools.buffers.acquire()
-                try:
-                    n = src.sock.recv_into(buf)
-                except BlockingIOError:
-                    src.readable = False
-                except OSError:
-                    return SRC_RESET
-                else:
-                    if n == len(buf):
-                        if self.use_splice:
-                            self.bulk = True  # a full buffer: bulk, the next bytes splice
-                    elif n:
-                        # ET: a short read emptied the socket; new bytes bring a new edge.
-                        # Not after a hang-up, whose edge is gone: read on to the EOF then.
-                        if not src.hup:
-                            src.readable = False
-                    else:
-                        self.eof = True
-                    if n:
-                        self.end = n
-                        progressed = True
-                if self.end == 0:
-                    self.pools.buffers.release(buf)
-                    self.buf = None
-            if self.eof and self.end == 0:
-                return self._finish()
-            if not progressed:
-                return IDLE
+                self.bytes += sent
+            if sent < n:  # keep the rest where it is: the scratch buffer becomes ours
+                self.buf = buffers.take()
+                self.start, self.end = sent, n
+            elif self.bulk:
+                return MORE
         return MORE
 
     def _finish(self) -> int:
-        if not self.shut:
-            self.shut = True
-            if self.other is not None and self.other.shut:
-                return IDLE  # both ways are done: the session closes both sockets now
+        if self.shut:
+            return IDLE
+        self.shut = True
+        if self.other is None or not self.other.shut:  # else the session closes both now
             try:
                 self.dst.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass  # dst already gone; its own events will tell
-        return IDLE
+        return DONE
 
     def release(self) -> None:
         """Give back pipe and buffer; a pipe that still holds bytes is closed, not reused."""
@@ -231,6 +243,7 @@ class Direction:
         if self.buf is not None:
             self.pools.buffers.release(self.buf)
             self.buf = None
+            self.start = self.end = 0
 
 
 class Session:
@@ -239,7 +252,7 @@ class Session:
                  "hedge_timer", "hedged", "idle_timer", "last_active", "listener", "opened",
                  "reactor", "scheduled", "server_end", "state", "tried", "up")
 
-    def __init__(self, listener: Listener, client: socket.socket, client_addr: str) -> None:
+    def __init__(self, listener: Listener, client: _socket.socket, client_addr: str) -> None:
         self.listener = listener
         self.config = listener.config  # a reload changes the listener's, not this session's
         self.reactor = listener.reactor
@@ -262,6 +275,7 @@ class Session:
         self.scheduled = False
         self.cause = ""
         self.reactor.register(self.client.fd, _MASK, self)
+
 
     # -- connecting -------------------------------------------------------
 
@@ -447,6 +461,26 @@ class Session:
     # -- events -----------------------------------------------------------
 
     def on_event(self, fd: int, events: int) -> None:
+        if self.state == RELAYING and not events & _TROUBLE:
+            # the common case, kept short: bytes to read from this socket, room to write to it
+            if fd == self.client.fd:
+                reading, writing = self.up, self.down
+            else:
+                reading, writing = self.down, self.up
+            assert reading is not None and writing is not None
+            if events & EPOLLOUT:
+                reading.src.writable = True
+                if writing.pending or writing.end:  # only a direction with bytes for it
+                    result = writing.pump()
+                    if result and self._outcome(writing, result):
+                        return
+            if events & EPOLLIN:
+                reading.src.readable = True
+                result = reading.pump()
+                if result and self._outcome(reading, result):
+                    return
+            self.last_active = self.reactor.now
+            return
         client = self.client
         end = client if fd == client.fd else self.server_end
         if end is None or self.state == CLOSED:
@@ -503,23 +537,35 @@ class Session:
         up, down = self.up, self.down
         assert up is not None and down is not None
         before = up.bytes + down.bytes
-        result = up.pump() if pump_up else IDLE
-        if result >= SRC_RESET:
-            self._reset(from_client=result == SRC_RESET)
-            return
-        result2 = down.pump() if pump_down else IDLE
-        if result2 >= SRC_RESET:
-            self._reset(from_client=result2 == DST_RESET)
-            return
+        if pump_up:
+            result = up.pump()
+            if result and self._outcome(up, result):
+                return
+        if pump_down:
+            result = down.pump()
+            if result and self._outcome(down, result):
+                return
         if up.bytes + down.bytes != before:
             self.last_active = self.reactor.now
-        if not self.cause and (up.eof or down.eof):
-            self.cause = "client_eof" if up.eof else "backend_eof"  # who finished first
-        if up.shut and down.shut:
-            self.close(self.cause)
-        elif (result | result2) == MORE and not self.scheduled:
-            self.scheduled = True
-            self.reactor.call_soon(self._resume)
+
+    def _outcome(self, direction: Direction, result: int) -> bool:
+        """Act on what a pump returned (not IDLE); True when the session closed."""
+        if result == MORE:
+            if not self.scheduled:
+                self.scheduled = True
+                self.reactor.call_soon(self._resume)
+            return False
+        up = self.up
+        if result == DONE:
+            if not self.cause:  # who finished first
+                self.cause = "client_eof" if direction is up else "backend_eof"
+            assert up is not None and self.down is not None
+            if up.shut and self.down.shut:
+                self.close(self.cause)
+                return True
+            return False
+        self._reset(from_client=(result == SRC_RESET) == (direction is up))
+        return True
 
     def _reset(self, from_client: bool) -> None:
         """One side reset: reset the other so its peer sees the failure too."""
@@ -575,7 +621,7 @@ class Session:
         self.listener.session_closed(self, was_relaying)
 
 
-def _close(sock: socket.socket, reset: bool) -> None:
+def _close(sock: _socket.socket, reset: bool) -> None:
     if reset:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

@@ -33,3 +33,29 @@ def test_cancelled_timers_never_fire_and_do_not_hold_the_deadline():
 
 def test_empty_heap_has_no_deadline():
     assert TimerHeap().next_deadline() is None
+
+
+def test_cancelled_long_timers_do_not_pile_up():
+    # every session arms an idle timer of an hour and cancels it when it closes seconds
+    # later: those entries must not stay in the heap for the hour
+    heap = TimerHeap()
+    keep = heap.add(7200.0, lambda: None)
+    for i in range(10_000):
+        heap.add(3600.0 + i, lambda: None).cancel()
+    assert len(heap) == 1
+    assert len(heap._heap) <= 2 * 256 + 2  # rebuilt whenever cancelled entries are the majority
+    assert heap.next_deadline() == 7200.0
+    assert heap.pop_due(8000.0) == [keep]
+
+
+def test_cancel_after_firing_or_twice_keeps_the_count_right():
+    heap = TimerHeap()
+    timers = [heap.add(float(i), lambda: None) for i in range(600)]
+    for timer in heap.pop_due(299.0):  # 0..299 fire
+        timer.cancel()  # cancelling a timer that already fired changes nothing
+    for timer in timers[300:]:
+        timer.cancel()
+        timer.cancel()
+    assert len(heap) == 0
+    assert heap.next_deadline() is None
+    assert heap._heap == [] and heap._cancelled == 0
