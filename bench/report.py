@@ -39,6 +39,8 @@ METRICS = [
     Metric("idle_fds", "idle sessions: proxy fds per session", "fds", False, 2),
     Metric("cpu_gb1", "proxy CPU per GB moved, iperf3 1 stream", "CPU s/GB", False, 3),
     Metric("cpu_gb4", "proxy CPU per GB moved, iperf3 4 streams", "CPU s/GB", False, 3),
+    Metric("cpu_req", "proxy CPU per request, 50 persistent clients (GET+SET)", "us", False, 1),
+    Metric("cpu_conn", "proxy CPU per new connection (-k 0)", "us", False, 1),
 ]
 
 

@@ -141,10 +141,12 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
 
     log(f"round {rnd + 1}: redis-benchmark -c 50 -k 1 -t get,set -n {prof.redis_requests}")
     for inst in order:
+        cpu0 = proxy_cpu(inst)
         rates = attempt("redis -k 1", inst, lambda inst=inst: workloads.redis_benchmark(
             inst.ports["redis"], "get,set", prof.redis_requests))
         if rates is None:
             continue
+        res.add("cpu_req", inst.spec.key, cpu_per(inst, cpu0, 2 * prof.redis_requests))
         for test, rate in rates.items():
             t = test.lower()
             res.add(f"{t}_rps", inst.spec.key, rate.rps)
@@ -155,10 +157,12 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
 
     log(f"round {rnd + 1}: redis-benchmark -c 50 -k 0 -t get -n {prof.conn_requests}")
     for inst in order:
+        cpu0 = proxy_cpu(inst)
         rates = attempt("redis -k 0", inst, lambda inst=inst: workloads.redis_benchmark(
             inst.ports["redis"], "get", prof.conn_requests, keepalive=False))
         if rates is None:
             continue
+        res.add("cpu_conn", inst.spec.key, cpu_per(inst, cpu0, prof.conn_requests))
         res.add("conn_rps", inst.spec.key, rates["GET"].rps)
         log(f"  {inst.spec.key:<18} {rates['GET'].rps:8.0f} new connections/s")
 
@@ -184,6 +188,20 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
         log(f"  {inst.spec.key:<18} {idle.rss_kb_per_session:6.2f} KB/session  "
             f"{idle.fds_per_session:.2f} fds/session")
         time.sleep(0.3)
+
+
+def proxy_cpu(inst: Instance) -> float | None:
+    """CPU seconds used so far by the proxy's processes (None for direct)."""
+    pids = inst.pids()
+    return targets.cpu_seconds(pids) if pids else None
+
+
+def cpu_per(inst: Instance, before: float | None, count: int) -> float | None:
+    """Microseconds of proxy CPU (user + system) per request since `before`."""
+    after = proxy_cpu(inst)
+    if before is None or after is None or count <= 0:
+        return None
+    return (after - before) * 1e6 / count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -272,7 +290,9 @@ def run(args: argparse.Namespace) -> int:
         f"iperf3: -t {prof.iperf_seconds:g} -P 1 and -P 4, client -> server; CPU s/GB = the "
         "proxy's utime+stime (/proc/PID/stat, all threads and children) / GB received",
         f"redis-benchmark: -c 50 -k 1 -t get,set -n {prof.redis_requests:,} (3-byte values); "
-        f"-c 50 -k 0 -t get -n {prof.conn_requests:,} for the new-connection rate",
+        f"-c 50 -k 0 -t get -n {prof.conn_requests:,} for the new-connection rate; proxy CPU "
+        "per request = the proxy's utime+stime during the run / requests (clock ticks of "
+        "10 ms: read it as a rate, not to the microsecond on small runs)",
         f"idle: {prof.idle_sessions:,} sessions through a fresh proxy (after 200 warm-up "
         "sessions), each answered one PING, then idle; growth of VmRSS and of /proc/PID/fd",
         "only 127.0.0.1; relay and HAProxy run no health checks; backends: iperf3 -s, "
