@@ -615,6 +615,7 @@ class Session:
         for direction in (self.up, self.down):
             if direction is not None:
                 direction.release()
+                direction.other = None  # no cycle left: reference counting frees the session
         self._drop_server_end(reset or reset_backend)
         self.reactor.forget(self.client.fd)
         _close(self.client.sock, reset or reset_client)

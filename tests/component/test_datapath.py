@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
+import struct
 import threading
 import time
 
 import pytest
 
 from tests.conftest import one_listener
+from tests.support.relayproc import toml_config
 from tests.support.servers import ThreadServer, recv_all, reset
 
 MiB = 1 << 20
@@ -227,3 +230,41 @@ def test_active_session_is_not_closed_by_idle_timeout(echo, start_relay):
             time.sleep(0.2)
         conn.sendall(b"still here")
         assert conn.recv(10) == b"still here"
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_closed_sessions_leave_nothing_for_the_garbage_collector(echo, splice):
+    """Sessions are freed by reference counting alone: no cycle between a session's parts
+    outlives it, so the collector never has to run for them (it is tuned to run rarely)."""
+    from relay.net.session import Direction, End, Session
+    from tests.support.inproc import InProcessRelay
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) in (Session, Direction, End))
+
+    relay = InProcessRelay(toml_config(one_listener(echo.port), runtime={"splice": splice}))
+    gc.collect()
+    gc.disable()
+    try:
+        port = relay.port("test")
+        for i in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                payload = os.urandom(100 if i % 2 else 300_000)  # small (copy) and bulk (splice)
+                conn.sendall(payload)
+                conn.shutdown(socket.SHUT_WR)  # half-close: both directions finish in turn
+                got = b""
+                while chunk := conn.recv(65536):
+                    got += chunk
+                assert got == payload
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"x")
+            assert conn.recv(1) == b"x"
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 10
+        while relay.call(lambda: len(relay.server.sessions)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert relay.call(lambda: len(relay.server.sessions)) == 0
+        assert relay.call(alive) == 0
+    finally:
+        gc.enable()
+        relay.stop()
