@@ -274,13 +274,12 @@ class Session:
         self.opened = self.last_active = self.connect_started = self.reactor.now
         self.scheduled = False
         self.cause = ""
-        self.reactor.register(self.client.fd, _MASK, self)
+        reactor = self.reactor
+        reactor.add_fd(self.client.fd, _MASK)
+        reactor.handlers[self.client.fd] = self
 
 
     # -- connecting -------------------------------------------------------
-
-    def start(self) -> None:
-        self._next_attempt()
 
     def _next_attempt(self) -> None:
         self.connect_timer = None
@@ -289,6 +288,8 @@ class Session:
             self.close("no_backend")
             return
         self._connect(backend)
+
+    start = _next_attempt  # the first attempt
 
     def _connect(self, backend: Backend) -> None:
         self.backend = backend
@@ -305,7 +306,9 @@ class Session:
         if err not in (0, errno.EINPROGRESS):
             self._connect_failed(err)
             return
-        self.reactor.register(self.server_end.fd, _MASK, self)
+        reactor = self.reactor
+        reactor.add_fd(self.server_end.fd, _MASK)
+        reactor.handlers[self.server_end.fd] = self
         config = self.config
         left = self.opened + config.retry.deadline - self.reactor.now
         self.connect_timer = self.reactor.call_later(
@@ -399,7 +402,7 @@ class Session:
         if self.connect_timer is not None:
             self.connect_timer.cancel()
             self.connect_timer = None
-        self._drop_server_end(reset=False)
+        self._drop_server_end()
         reason = connect.classify(err)
         self.listener.connect_failed(self, backend, reason, err)
         if self.hedge is not None:  # the hedge is still racing: it carries the session now
@@ -444,10 +447,12 @@ class Session:
         self.state = RELAYING
         seconds = self.reactor.now - self.connect_started
         backend.estimate.observe(seconds)
-        self.listener.group.hedges.target_succeeded(backend.name)
+        group = self.listener.group
+        if group.hedges.losing:  # (only hedging keeps this score)
+            group.hedges.target_succeeded(backend.name)
         if len(backend.connect_times) < 100_000:
             backend.connect_times.append(seconds)
-        self.listener.group.connected(self, backend)
+        group.connected(self, backend)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
         self.down = Direction(server_end, self.client, self.listener, use_splice)
@@ -456,7 +461,7 @@ class Session:
         idle = self.config.idle_timeout
         if idle is not None:
             self.idle_timer = self.reactor.call_later(idle, self._idle_check)
-        self._pump()
+        self._pump(1, server_end.readable)  # the backend has rarely said anything yet
 
     # -- events -----------------------------------------------------------
 
@@ -588,13 +593,14 @@ class Session:
 
     # -- closing ----------------------------------------------------------
 
-    def _drop_server_end(self, reset: bool) -> None:
+    def _drop_server_end(self) -> None:
+        """A failed connect: forget its socket (closing it takes it out of epoll)."""
         end = self.server_end
         if end is None:
             return
         self.server_end = None
-        self.reactor.forget(end.fd)
-        _close(end.sock, reset)
+        self.reactor.handlers.pop(end.fd, None)
+        end.sock.close()
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
               reset_backend: bool = False) -> None:
@@ -603,10 +609,15 @@ class Session:
         was_relaying = self.state == RELAYING
         self.state = CLOSED
         self.cause = cause
-        for timer in (self.connect_timer, self.idle_timer, self.hedge_timer):
-            if timer is not None:
-                timer.cancel()
-        self.connect_timer = self.idle_timer = self.hedge_timer = None
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.hedge_timer is not None:
+            self.hedge_timer.cancel()
+            self.hedge_timer = None
         if self.hedge is not None:  # the client left while both raced: nobody won
             hedge, self.hedge = self.hedge, None
             hedge.session = None
@@ -614,16 +625,25 @@ class Session:
             self.listener.group.hedges.finished(hedge.backend.name, None)
         for direction in (self.up, self.down):
             if direction is not None:
-                direction.release()
+                if direction.pipe is not None or direction.buf is not None:
+                    direction.release()
                 direction.other = None  # no cycle left: reference counting frees the session
-        self._drop_server_end(reset or reset_backend)
-        self.reactor.forget(self.client.fd)
-        _close(self.client.sock, reset or reset_client)
+        handlers = self.reactor.handlers
+        end = self.server_end
+        if end is not None:
+            self.server_end = None
+            handlers.pop(end.fd, None)  # closing the socket takes it out of epoll
+            if reset or reset_backend:
+                _reset(end.sock)
+            end.sock.close()
+        handlers.pop(self.client.fd, None)
+        if reset or reset_client:
+            _reset(self.client.sock)
+        self.client.sock.close()
         self.listener.session_closed(self, was_relaying)
 
 
-def _close(sock: _socket.socket, reset: bool) -> None:
-    if reset:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    sock.close()
+def _reset(sock: _socket.socket) -> None:
+    """Make close() send RST, not FIN."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

@@ -38,49 +38,50 @@ class Timer:
         heap = self.heap
         if heap is not None:  # still queued (not popped)
             self.heap = None
-            heap.cancelled_one()
+            heap.cancelled += 1
+            if heap.cancelled > COMPACT_MIN and heap.cancelled * 2 > len(heap.entries):
+                heap.compact()
 
 
 class TimerHeap:
     """Timers ordered by deadline; equal deadlines fire in the order they were added."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Timer]] = []
+        self.entries: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
-        self._cancelled = 0  # cancelled entries still in _heap
+        self.cancelled = 0  # cancelled entries still in _heap
 
     def __len__(self) -> int:
         """Live (not cancelled) timers."""
-        return len(self._heap) - self._cancelled
+        return len(self.entries) - self.cancelled
 
     def add(self, when: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(when, callback, self)
-        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        heapq.heappush(self.entries, (when, next(self._seq), timer))
         return timer
 
-    def cancelled_one(self) -> None:
-        self._cancelled += 1
-        if self._cancelled > COMPACT_MIN and self._cancelled * 2 > len(self._heap):
-            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
-            heapq.heapify(self._heap)
-            self._cancelled = 0
+    def compact(self) -> None:
+        """Rebuild the heap without its cancelled entries."""
+        self.entries = [entry for entry in self.entries if not entry[2].cancelled]
+        heapq.heapify(self.entries)
+        self.cancelled = 0
 
     def next_deadline(self) -> float | None:
         """Deadline of the earliest live timer, dropping cancelled ones on the way."""
-        heap = self._heap
+        heap = self.entries
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
-            self._cancelled -= 1
+            self.cancelled -= 1
         return heap[0][0] if heap else None
 
     def pop_due(self, now: float) -> list[Timer]:
         """Remove and return every live timer whose deadline is <= now, earliest first."""
-        heap = self._heap
+        heap = self.entries
         due: list[Timer] = []
         while heap and heap[0][0] <= now:
             timer = heapq.heappop(heap)[2]
             if timer.cancelled:
-                self._cancelled -= 1
+                self.cancelled -= 1
             else:
                 timer.heap = None  # popped: a cancel from now on has nothing to account for
                 due.append(timer)

@@ -43,7 +43,7 @@ def test_cancelled_long_timers_do_not_pile_up():
     for i in range(10_000):
         heap.add(3600.0 + i, lambda: None).cancel()
     assert len(heap) == 1
-    assert len(heap._heap) <= 2 * 256 + 2  # rebuilt whenever cancelled entries are the majority
+    assert len(heap.entries) <= 2 * 256 + 2  # rebuilt whenever cancelled entries are the majority
     assert heap.next_deadline() == 7200.0
     assert heap.pop_due(8000.0) == [keep]
 
@@ -58,4 +58,4 @@ def test_cancel_after_firing_or_twice_keeps_the_count_right():
         timer.cancel()
     assert len(heap) == 0
     assert heap.next_deadline() is None
-    assert heap._heap == [] and heap._cancelled == 0
+    assert heap.entries == [] and heap.cancelled == 0
