@@ -32,7 +32,7 @@ _MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
-_TROUBLE = _HANGUP  # events the short path of Session.on_event leaves to the full one
+_BROKEN = EPOLLERR | EPOLLHUP  # events the short paths of Session.on_event leave to the full one
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
@@ -466,8 +466,10 @@ class Session:
     # -- events -----------------------------------------------------------
 
     def on_event(self, fd: int, events: int) -> None:
-        if self.state == RELAYING and not events & _TROUBLE:
-            # the common case, kept short: bytes to read from this socket, room to write to it
+        state = self.state
+        if state == RELAYING and not events & _BROKEN:
+            # the common case, kept short: bytes (or a FIN) to read from this socket, room to
+            # write to it
             if fd == self.client.fd:
                 reading, writing = self.up, self.down
             else:
@@ -479,14 +481,26 @@ class Session:
                     result = writing.pump()
                     if result and self._outcome(writing, result):
                         return
-            if events & EPOLLIN:
-                reading.src.readable = True
+            if events & _READABLE:
+                src = reading.src
+                src.readable = True
+                if events & EPOLLRDHUP:
+                    src.hup = True  # the FIN's edge is the last: read on to the EOF
                 result = reading.pump()
                 if result and self._outcome(reading, result):
                     return
             self.last_active = self.reactor.now
             return
         client = self.client
+        if state == CONNECTING and fd == client.fd and not events & _BROKEN:
+            # the client spoke (or hung up) before the backend answered: acted on once connected
+            if events & _READABLE:
+                client.readable = True
+                if events & EPOLLRDHUP:
+                    client.hup = True
+            if events & EPOLLOUT:
+                client.writable = True
+            return
         end = client if fd == client.fd else self.server_end
         if end is None or self.state == CLOSED:
             return
