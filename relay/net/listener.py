@@ -19,6 +19,7 @@ from relay.net.session import Session
 
 if TYPE_CHECKING:
     from relay.net.buffers import BufferPool
+    from relay.net.idle import IdleSlots
     from relay.net.server import RelayServer
     from relay.net.splice import PipePool
 
@@ -47,6 +48,7 @@ class Listener:
         self.group = group
         self.pipes: PipePool = server.pipes
         self.buffers: BufferPool = server.buffers
+        self.idle: IdleSlots = server.idle
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
         self._family = 0

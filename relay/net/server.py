@@ -21,6 +21,7 @@ from relay.metrics import Metrics
 from relay.net.admin import AdminServer
 from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
+from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr, resolve
@@ -62,6 +63,7 @@ class RelayServer:
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
         self.pipes = PipePool()
         self.buffers = BufferPool()
+        self.idle = IdleSlots(self.reactor)
         self._take_runtime(config)
         self.sessions: set[Session] = set()
         self.active = 0
@@ -335,5 +337,6 @@ class RelayServer:
         if self.admin is not None:
             self.admin.close()
         self.pipes.close()
+        self.idle.close()
         self.reactor.close()
         log.info("relay_stopped")

@@ -249,7 +249,7 @@ class Direction:
 class Session:
     __slots__ = ("__weakref__", "attempts", "backend", "cause", "client", "client_addr", "config",
                  "connect_started", "connect_timer", "down", "hedge", "hedge_failed",
-                 "hedge_timer", "hedged", "idle_timer", "last_active", "listener", "opened",
+                 "hedge_timer", "hedged", "idle_slot", "last_active", "listener", "opened",
                  "reactor", "scheduled", "server_end", "state", "tried", "up")
 
     def __init__(self, listener: Listener, client: _socket.socket, client_addr: str) -> None:
@@ -266,7 +266,7 @@ class Session:
         self.up: Direction | None = None  # client -> backend
         self.down: Direction | None = None  # backend -> client
         self.connect_timer: Timer | None = None
-        self.idle_timer: Timer | None = None
+        self.idle_slot: set[Session] | None = None  # see relay/net/idle.py
         self.hedge: Hedge | None = None  # a second connect, racing the first
         self.hedge_timer: Timer | None = None
         self.hedged = False  # one hedge per session
@@ -460,7 +460,7 @@ class Session:
         self.last_active = self.reactor.now
         idle = self.config.idle_timeout
         if idle is not None:
-            self.idle_timer = self.reactor.call_later(idle, self._idle_check)
+            self.listener.idle.join(self, self.last_active + idle, idle)
         self._pump(1, server_end.readable)  # the backend has rarely said anything yet
 
     # -- events -----------------------------------------------------------
@@ -593,17 +593,16 @@ class Session:
         self.close("client_reset" if from_client else "backend_reset",
                    reset_client=not from_client, reset_backend=from_client)
 
-    def _idle_check(self) -> None:
-        self.idle_timer = None
-        if self.state != RELAYING:
-            return
+    def idle_due(self, now: float) -> None:
+        """Its idle slot came due (relay/net/idle.py): close if quiet all along, else wait on."""
         idle = self.config.idle_timeout
-        assert idle is not None
-        quiet = self.reactor.now - self.last_active
-        if quiet >= idle:
+        if self.state != RELAYING or idle is None:
+            return
+        deadline = self.last_active + idle
+        if now >= deadline:
             self.close("idle_timeout")
         else:
-            self.idle_timer = self.reactor.call_later(idle - quiet, self._idle_check)
+            self.listener.idle.join(self, deadline, idle)
 
     # -- closing ----------------------------------------------------------
 
@@ -626,9 +625,9 @@ class Session:
         if self.connect_timer is not None:
             self.connect_timer.cancel()
             self.connect_timer = None
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        if self.idle_slot is not None:
+            self.idle_slot.discard(self)
+            self.idle_slot = None
         if self.hedge_timer is not None:
             self.hedge_timer.cancel()
             self.hedge_timer = None
