@@ -44,6 +44,8 @@ SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
 
 CONNECTING, RELAYING, CLOSED = 0, 1, 2
 
+_NO_TRIES: list[Backend] = []  # shared and never appended to: Session.tried before a connect
+
 splice = getattr(os, "splice", None)
 
 
@@ -260,7 +262,7 @@ class Session:
         self.client_addr = client_addr
         self.server_end: End | None = None
         self.backend: Backend | None = None
-        self.tried: list[Backend] = []
+        self.tried: list[Backend] = _NO_TRIES  # a list of its own from the first connect on
         self.attempts = 0
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend
@@ -293,7 +295,10 @@ class Session:
 
     def _connect(self, backend: Backend) -> None:
         self.backend = backend
-        self.tried.append(backend)
+        if self.tried is _NO_TRIES:
+            self.tried = [backend]
+        else:
+            self.tried.append(backend)
         self.attempts += 1
         self.connect_started = self.reactor.now
         try:
@@ -445,6 +450,7 @@ class Session:
             hand_over(hedge)
             self._hedge_outcome("primary_won", hedge.backend.name, False)
         self.state = RELAYING
+        self.tried = _NO_TRIES  # no more attempts: one list less per open session
         seconds = self.reactor.now - self.connect_started
         backend.estimate.observe(seconds)
         group = self.listener.group
