@@ -7,6 +7,7 @@ second connect to the next candidate; the first to complete wins.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import Counter, deque
 
 FLOOR = 0.005  # never hedge sooner than this: loopback connects take tens of microseconds
@@ -21,19 +22,25 @@ class ConnectEstimate:
 
     def __init__(self, alpha: float = 0.2, window: int = 32) -> None:
         self.alpha = alpha
+        self.window = window
         self.ewma: float | None = None
-        self.recent: deque[float] = deque(maxlen=window)
+        self.recent: deque[float] = deque()  # oldest first
+        self.ordered: list[float] = []  # the same values, sorted: no sort per connection
 
     def observe(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.ewma = seconds if self.ewma is None else (
             self.alpha * seconds + (1 - self.alpha) * self.ewma)
-        self.recent.append(seconds)
+        recent, ordered = self.recent, self.ordered
+        if len(recent) >= self.window:
+            del ordered[bisect_left(ordered, recent.popleft())]
+        recent.append(seconds)
+        insort(ordered, seconds)
 
     def p90(self) -> float | None:
-        if not self.recent:
+        ordered = self.ordered
+        if not ordered:
             return None
-        ordered = sorted(self.recent)
         return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
     def hedge_after(self, connect_timeout: float) -> float:

@@ -199,10 +199,10 @@ class BackendGroup:
 
     def can_hedge_from(self, backend: Backend) -> bool:
         """Is there another backend a hedge could go to? (No timer for single-backend groups.)"""
-        backends = self.backends
-        if len(backends) < 2:
-            return False
-        return any(b is not backend and b.health.admin == "ready" for b in backends)
+        for b in self.backends:  # noqa: SIM110 (a plain loop: no generator per connection)
+            if b is not backend and b.health.admin == "ready":
+                return True
+        return False
 
     def connected(self, session: Session, backend: Backend) -> None:
         backend.sessions.add(session)

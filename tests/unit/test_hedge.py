@@ -79,3 +79,18 @@ def test_a_win_resets_the_losing_streak_and_both_failed_does_not_count():
     assert b.may_hedge("x")
     b.finished("x", True)
     assert b.losing["x"] == 0
+
+
+def test_p90_is_that_of_the_last_window_of_connects_exactly():
+    import random
+
+    rng = random.Random(3)
+    e = ConnectEstimate(window=32)
+    seen: list[float] = []
+    for _ in range(500):
+        value = rng.choice([rng.uniform(0, 0.01), rng.uniform(0, 2.0), 0.005])  # with repeats
+        e.observe(value)
+        seen.append(value)
+        last = sorted(seen[-32:])
+        assert e.p90() == last[min(len(last) - 1, int(0.9 * len(last)))]
+        assert sorted(e.recent) == e.ordered and len(e.ordered) == min(len(seen), 32)
