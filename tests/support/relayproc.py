@@ -61,11 +61,12 @@ class RelayProcess:
     """relay run in a subprocess; JSON log lines are collected as dicts in .events."""
 
     def __init__(self, config_text: str, tmp_path: Path, nofile: int | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, source: Path = REPO) -> None:
+        """`source`: the tree whose relay/ runs (bench/ab.py runs other revisions)."""
         self.config_path = tmp_path / "relay.toml"
         self.config_path.write_text(config_text)
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(source) + os.pathsep + env.get("PYTHONPATH", "")
         env.update(extra_env or {})
 
         def limit() -> None:
@@ -76,7 +77,7 @@ class RelayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay", "run", "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, cwd=str(REPO), preexec_fn=limit,
+            env=env, cwd=str(source), preexec_fn=limit,
         )
         self.pid = self.proc.pid
         self.events: list[dict[str, object]] = []
