@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.targets import REFERENCE, TargetSpec
+from bench.targets import FLOOR, REFERENCE, TargetSpec
 from bench.workloads import SpliceCheck
 
 
@@ -246,9 +246,10 @@ def chart(res: Results, path: Path, title: str) -> None:
         if key == "direct":  # the ceiling, drawn as a marker in its own slot
             ax.scatter(xs, ys, marker="D", s=18, color="black", zorder=3,
                        label="direct (no proxy)")
-        else:
+        else:  # the floor (bench/floor_relay.py, not relay) hatched
             ax.barh(ys, [x - 1.0 for x in xs], left=1.0, height=height * 0.9,
-                    color=colors[i % len(colors)], label=key)
+                    color=colors[i % len(colors)], label=key,
+                    hatch="///" if key == FLOOR else None, edgecolor="white", linewidth=0)
         ax.errorbar(xs, ys, xerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7,
                     capsize=1.5, alpha=0.6)
         for x, y, below, above in zip(xs, ys, lo, hi, strict=True):
@@ -275,8 +276,8 @@ def chart(res: Results, path: Path, title: str) -> None:
                   "whiskers: min-max of the rounds)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=len(slots),
-              frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.07),
+              ncol=min(len(slots), 4), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -6,7 +6,9 @@
 
 Targets (bench/targets.py): direct, HAProxy nbthread 1 / 2 with `option splice-auto`,
 HAProxy nbthread 1 with splice-request + splice-response forced, relay with splice "auto"
-and "off", relay with runtime.workers = 2 (RELAY_WORKERS_2_READY in targets.py).
+and "off", relay with runtime.workers = 2 (RELAY_WORKERS_2_READY in targets.py), and
+python-floor: bench/floor_relay.py, a bare CPython epoll relay (not relay), the floor of what
+a Python proxy costs per request and per connection on this machine.
 
 Workloads (bench/workloads.py), each round, each target, in a rotating order:
 iperf3 1 and 4 streams (Gbit/s, and the proxy's CPU seconds per GB moved);
@@ -298,6 +300,11 @@ def run(args: argparse.Namespace) -> int:
         "only 127.0.0.1; relay and HAProxy run no health checks; backends: iperf3 -s, "
         "redis-server (no persistence)",
     ]
+    if any(s.key == targets.FLOOR for s in specs):
+        settings.append(f"`{targets.FLOOR}` is not relay: bench/floor_relay.py, a bare "
+                        "edge-triggered epoll copy loop in CPython (the same interpreter as "
+                        "relay, no features), the least a Python relay costs per byte and per "
+                        "connection")
     title = f"relay benchmark, {started:%Y-%m-%d %H:%M} UTC ({mode})"
     relay_at_end = report.relay_version()
     if relay_at_end != relay_at_start:

@@ -1,6 +1,7 @@
 """The things a benchmark runs against: backends (iperf3 server, redis-server) and targets
-(direct, HAProxy in several modes, relay in several modes), plus /proc readers for the
-proxy's RSS, fds and CPU time.
+(direct, HAProxy in several modes, relay in several modes, and python-floor: the bare CPython
+epoll relay of bench/floor_relay.py, not relay), plus /proc readers for the proxy's RSS, fds
+and CPU time.
 
 Every process started here is registered in a `Procs` and stopped by its PID.
 """
@@ -37,7 +38,7 @@ RELAY_WORKERS_2_READY = True
 class TargetSpec:
     key: str  # column name in the tables
     label: str  # one-line description for the legend
-    kind: str  # "direct" | "haproxy" | "relay"
+    kind: str  # "direct" | "haproxy" | "relay" | "floor"
     nbthread: int = 1
     splice_opts: tuple[str, ...] = ()
     splice: str = "auto"
@@ -45,6 +46,8 @@ class TargetSpec:
 
 
 REFERENCE = "haproxy-1t"  # ratios are taken to this target (and to "direct")
+FLOOR = "python-floor"  # bench/floor_relay.py: what CPython itself costs a relay, for comparison
+FLOOR_SCRIPT = REPO / "bench" / "floor_relay.py"
 
 
 def target_specs(relay_workers2: bool = RELAY_WORKERS_2_READY) -> list[TargetSpec]:
@@ -67,6 +70,10 @@ def target_specs(relay_workers2: bool = RELAY_WORKERS_2_READY) -> list[TargetSpe
         specs.append(TargetSpec("relay-w2", 'relay, runtime.workers = 2 (supervisor + 2 workers), '
                                 'splice = "auto"',
                                 "relay", splice="auto", workers=2))
+    # last, so the other columns keep their order (and their colours in the chart)
+    specs.append(TargetSpec(FLOOR, "bare CPython epoll relay (bench/floor_relay.py), copy only, "
+                            "one process: the floor for a Python proxy, not relay", "floor",
+                            splice="off"))
     return specs
 
 
@@ -315,7 +322,34 @@ def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
             if len(inst.pids()) < 1 + spec.workers:
                 inst.notes.append(f"only {len(inst.pids())} relay processes after 10 s")
         return inst
+    if spec.kind == "floor":  # the same interpreter as relay's
+        log = d / "floor.log"
+        proc = spawn([sys.executable, str(FLOOR_SCRIPT), f"0:{backends.iperf}",
+                      f"0:{backends.redis}"], log, procs, f"floor {spec.key}")
+        iperf_port, redis_port = wait_floor_ready(proc, log, 2)
+        return Instance(spec, {"iperf": iperf_port, "redis": redis_port}, proc)
     raise ValueError(spec.kind)
+
+
+def wait_floor_ready(proc: subprocess.Popen[bytes], log: Path, pairs: int,
+                     timeout: float = 10.0) -> list[int]:
+    """The listening ports floor_relay.py printed (one "listening 127.0.0.1:P -> ..." line per
+    pair, in argument order, then "ready")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text(errors="replace").splitlines()
+        if "ready" in lines:
+            ports = [int(line.split()[1].rsplit(":", 1)[1]) for line in lines
+                     if line.startswith("listening ")]
+            if len(ports) != pairs:
+                raise RuntimeError(f"floor_relay.py printed {ports}, not {pairs} ports ({log})")
+            return ports
+        if proc.poll() is not None:
+            raise RuntimeError(f"floor_relay.py exited with status {proc.returncode} before "
+                               f"ready: {' | '.join(lines[-5:])}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"floor_relay.py not ready after {timeout:.0f} s ({log})")
+        time.sleep(0.02)
 
 
 def stop_target(inst: Instance, procs: Procs) -> None:

@@ -3,10 +3,12 @@
 It runs the whole suite once with tiny counts (every target, every workload, the strace splice
 check) and checks what it writes: the exit status, the files, a figure for every workload and
 target, the tables and the machine description. The figures themselves are not judged: this is
-no benchmark, and there is no timing threshold. The one number checked is a count, the relay's
-fds per idle session (2: the client's socket and the backend's).
+no benchmark, and there is no timing threshold. The one number checked is a count, the fds per
+idle session of relay and of python-floor (2: the client's socket and the backend's). Targets
+include python-floor (bench/floor_relay.py, the bare CPython relay the others are compared with;
+tests/bench/test_floor_relay.py checks that it moves every byte).
 
-About 45 s on the 2-core development machine.
+About 50 s on the 2-core development machine.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bench.report import METRICS, REFERENCE
-from bench.targets import target_specs
+from bench.targets import FLOOR, target_specs
 from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +107,7 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
     assert result["errors"] == []
     assert result["profile"]["idle_sessions"] == 50  # not capped
     keys = [s.key for s in target_specs()]
-    assert {"direct", REFERENCE, "relay-splice", "relay-copy"} <= set(keys), keys
+    assert {"direct", REFERENCE, "relay-splice", "relay-copy", FLOOR} <= set(keys), keys
     values = result["values"]
     assert set(values) == {m.key for m in METRICS}
     for metric, by_target in values.items():
@@ -120,7 +122,7 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
                 assert v > 0 or (metric in ("idle_rss", "cpu_req", "cpu_conn") and v == 0), (
                     metric, target, v)
     for target in keys:
-        if target.startswith("relay-"):
+        if target.startswith("relay-") or target == FLOOR:
             fds = values["idle_fds"][target][0]
             assert 1.5 <= fds <= 2.5, f"{target}: {fds} fds per idle session, not 2"
 
@@ -131,6 +133,7 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
         assert check["method"] == "strace -f -c" and check["error"] == "", (target, check)
         assert check["splice"] + check["copy"] > 0, (target, check)
     assert splice["relay-copy"]["splice"] == 0, splice["relay-copy"]  # splice = "off"
+    assert splice[FLOOR]["splice"] == 0 and splice[FLOOR]["verdict"] == "no (copy)", splice[FLOOR]
     for target in ("relay-splice", "relay-w2"):
         if target in splice:
             assert splice[target]["splice"] > 0, (target, splice[target])
@@ -143,4 +146,6 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
     assert "| workload | unit | better | " + " | ".join(keys) + " |" in text
     assert "## Ratio to direct (no proxy), medians" in text
     assert "## Did it splice?" in text
+    assert f"\n- `{FLOOR}`: bare CPython epoll relay (bench/floor_relay.py)" in text
+    assert f"| {FLOOR} | strace -f -c | 0 | " in text
     assert "error:" not in text
