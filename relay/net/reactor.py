@@ -183,13 +183,16 @@ class Reactor:
         soon = self._soon
         monotonic = time.monotonic
         while self._running:
+            entries = timers.entries  # (when, seq, timer), a heap: looked at without a call
             if soon:
                 timeout = 0.0
+            elif entries and not entries[0][2].cancelled:
+                timeout = max(0.0, entries[0][0] - monotonic())
             else:
                 deadline = timers.next_deadline()
                 timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
             events = poll(timeout, MAX_EVENTS)
-            self.now = monotonic()
+            self.now = now = monotonic()
             self.iterations += 1
             for fd, mask in events:
                 handler = handlers.get(fd)
@@ -198,14 +201,16 @@ class Reactor:
                         handler.on_event(fd, mask)
                     except Exception as exc:  # one connection's bug must not stop the loop
                         self._crashed(handler, exc)
-            for _ in range(len(soon)):
-                callback = soon.popleft()
-                try:
-                    callback()
-                except Exception as exc:
-                    log.exception("internal_error", exc, where="deferred call")
-            if timers:
-                for timer in timers.pop_due(self.now):
+            if soon:
+                for _ in range(len(soon)):
+                    callback = soon.popleft()
+                    try:
+                        callback()
+                    except Exception as exc:
+                        log.exception("internal_error", exc, where="deferred call")
+            entries = timers.entries  # (a timer's cancel may have rebuilt it)
+            if entries and entries[0][0] <= now:
+                for timer in timers.pop_due(now):
                     try:
                         timer.callback()
                     except Exception as exc:
