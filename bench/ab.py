@@ -44,8 +44,10 @@ METRICS = [  # key, label, unit, higher is better
     ("get_p99", "redis GET p99", "ms", False),
     ("set_rps", "redis SET, 50 persistent clients", "req/s", True),
     ("cpu_req", "proxy CPU per request (GET+SET)", "us", False),
+    ("cpu_req_user", "... of which user time", "us", False),
     ("conn_rps", "redis GET, new connection per request (-k 0)", "req/s", True),
     ("cpu_conn", "proxy CPU per new connection", "us", False),
+    ("cpu_conn_user", "... of which user time", "us", False),
     ("idle_rss", "idle sessions: proxy RSS per session", "KB", False),
 ]
 
@@ -79,21 +81,28 @@ def start_relay(tree: Path, redis_port: int, procs: Procs, tmp: Path, label: str
     return Instance(spec, {"redis": relay.port("redis")}, relay)
 
 
-def cpu_of(inst: Instance) -> float:
-    return targets.cpu_seconds(inst.pids())
+def cpu_of(inst: Instance) -> tuple[float, float]:
+    return targets.cpu_user_system(inst.pids())
+
+
+def add_cpu(into: dict[str, list[float]], key: str, before: tuple[float, float],
+            after: tuple[float, float], count: int) -> None:
+    user, system = ((a - b) * 1e6 / count for a, b in zip(after, before, strict=True))
+    into.setdefault(key, []).append(user + system)
+    into.setdefault(f"{key}_user", []).append(user)
 
 
 def measure(inst: Instance, requests: int, conns: int, into: dict[str, list[float]]) -> None:
     port = inst.ports["redis"]
     cpu0 = cpu_of(inst)
     rates = workloads.redis_benchmark(port, "get,set", requests)
-    into.setdefault("cpu_req", []).append((cpu_of(inst) - cpu0) * 1e6 / (2 * requests))
+    add_cpu(into, "cpu_req", cpu0, cpu_of(inst), 2 * requests)
     into.setdefault("get_rps", []).append(rates["GET"].rps)
     into.setdefault("get_p99", []).append(rates["GET"].p99_ms)
     into.setdefault("set_rps", []).append(rates["SET"].rps)
     cpu0 = cpu_of(inst)
     rates = workloads.redis_benchmark(port, "get", conns, keepalive=False)
-    into.setdefault("cpu_conn", []).append((cpu_of(inst) - cpu0) * 1e6 / conns)
+    add_cpu(into, "cpu_conn", cpu0, cpu_of(inst), conns)
     into.setdefault("conn_rps", []).append(rates["GET"].rps)
 
 

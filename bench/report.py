@@ -40,7 +40,9 @@ METRICS = [
     Metric("cpu_gb1", "proxy CPU per GB moved, iperf3 1 stream", "CPU s/GB", False, 3),
     Metric("cpu_gb4", "proxy CPU per GB moved, iperf3 4 streams", "CPU s/GB", False, 3),
     Metric("cpu_req", "proxy CPU per request, 50 persistent clients (GET+SET)", "us", False, 1),
+    Metric("cpu_req_user", "... of which user time (the proxy's own code)", "us", False, 1),
     Metric("cpu_conn", "proxy CPU per new connection (-k 0)", "us", False, 1),
+    Metric("cpu_conn_user", "... of which user time (the proxy's own code)", "us", False, 1),
 ]
 
 

@@ -148,7 +148,8 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
             inst.ports["redis"], "get,set", prof.redis_requests))
         if rates is None:
             continue
-        res.add("cpu_req", inst.spec.key, cpu_per(inst, cpu0, 2 * prof.redis_requests))
+        for key, value in cpu_per(inst, cpu0, 2 * prof.redis_requests, "cpu_req").items():
+            res.add(key, inst.spec.key, value)
         for test, rate in rates.items():
             t = test.lower()
             res.add(f"{t}_rps", inst.spec.key, rate.rps)
@@ -164,7 +165,8 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
             inst.ports["redis"], "get", prof.conn_requests, keepalive=False))
         if rates is None:
             continue
-        res.add("cpu_conn", inst.spec.key, cpu_per(inst, cpu0, prof.conn_requests))
+        for key, value in cpu_per(inst, cpu0, prof.conn_requests, "cpu_conn").items():
+            res.add(key, inst.spec.key, value)
         res.add("conn_rps", inst.spec.key, rates["GET"].rps)
         log(f"  {inst.spec.key:<18} {rates['GET'].rps:8.0f} new connections/s")
 
@@ -192,18 +194,21 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
         time.sleep(0.3)
 
 
-def proxy_cpu(inst: Instance) -> float | None:
-    """CPU seconds used so far by the proxy's processes (None for direct)."""
+def proxy_cpu(inst: Instance) -> tuple[float, float] | None:
+    """(user, system) CPU seconds used so far by the proxy's processes (None for direct)."""
     pids = inst.pids()
-    return targets.cpu_seconds(pids) if pids else None
+    return targets.cpu_user_system(pids) if pids else None
 
 
-def cpu_per(inst: Instance, before: float | None, count: int) -> float | None:
-    """Microseconds of proxy CPU (user + system) per request since `before`."""
+def cpu_per(inst: Instance, before: tuple[float, float] | None, count: int,
+            key: str) -> dict[str, float]:
+    """Microseconds of proxy CPU per request since `before`: {key: user + system,
+    key + "_user": user}."""
     after = proxy_cpu(inst)
     if before is None or after is None or count <= 0:
-        return None
-    return (after - before) * 1e6 / count
+        return {}
+    user = (after[0] - before[0]) * 1e6 / count
+    return {key: user + (after[1] - before[1]) * 1e6 / count, f"{key}_user": user}
 
 
 def run(args: argparse.Namespace) -> int:
