@@ -61,6 +61,15 @@ class End:
         self.writable = False
         self.hup = False  # the peer hung up (or errored): read until EOF, take no shortcut
 
+    def note(self, events: int) -> None:
+        """Remember what an epoll event says about this socket."""
+        if events & _READABLE:
+            self.readable = True
+            if events & _HANGUP:
+                self.hup = True
+        if events & _WRITABLE:
+            self.writable = True
+
 
 class Direction:
     """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
@@ -504,13 +513,7 @@ class Session:
             return
         client = self.client
         if state == CONNECTING and fd == client.fd and not events & _BROKEN:
-            # the client spoke (or hung up) before the backend answered: acted on once connected
-            if events & _READABLE:
-                client.readable = True
-                if events & EPOLLRDHUP:
-                    client.hup = True
-            if events & EPOLLOUT:
-                client.writable = True
+            client.note(events)  # it spoke (or hung up) before the backend answered
             return
         end = client if fd == client.fd else self.server_end
         if end is None or self.state == CLOSED:
@@ -527,12 +530,7 @@ class Session:
             elif err:
                 self._reset(from_client=end is client)
                 return
-        if events & _READABLE:
-            end.readable = True
-            if events & _HANGUP:
-                end.hup = True
-        if events & _WRITABLE:
-            end.writable = True
+        end.note(events)
         if self.state == CONNECTING:
             if end is not client and events & (EPOLLOUT | EPOLLHUP):
                 # writable without error or hang-up: connected (no SO_ERROR round trip)
