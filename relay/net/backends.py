@@ -124,7 +124,11 @@ class BackendGroup:
     def reconfigure(self, config: ListenerConfig,
                     backends: list[tuple[BackendConfig, SockAddr]]) -> None:
         """A reload: backends whose name stays keep their health and admin state; removed
-        ones leave the group (their sessions finish); new ones start as a restart would."""
+        ones leave the group (their sessions finish); new ones start as a restart would. A
+        drain of backup sessions already scheduled by a failback keeps its time, unless the
+        new settings turn drain_backup_after off."""
+        drain = self._drain_timer
+        drain_at = drain.when if drain is not None and not drain.cancelled else None
         self.stop_checks()
         kept = self.by_name
         new: list[Backend] = []
@@ -146,6 +150,9 @@ class BackendGroup:
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
         self.refresh_tiers()
         self.start_checks()
+        self._drain_timer = None
+        if drain_at is not None and config.drain_backup_after is not None:
+            self._drain_timer = self.reactor.call_at(drain_at, self._drain_backups)
 
     # -- checks -------------------------------------------------------------
 

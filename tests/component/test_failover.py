@@ -302,3 +302,34 @@ def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_fa
     finally:
         reader.close()
         held.close()
+
+
+def test_a_reload_during_the_drain_grace_keeps_the_drain(pair, relay_factory, tmp_path):
+    primary, backup = pair
+    text = config(primary, backup, failback_delay="300ms", drain_backup_after="1500ms")
+    path = tmp_path / "relay.toml"
+    path.write_text(text)
+    relay = relay_factory(text)
+    port = relay.port("db")
+    primary.stop()
+    wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
+    held = socket.create_connection(("127.0.0.1", port))
+    reader = held.makefile("rb")
+    try:
+        held.sendall(b"WHO\n")
+        assert reader.readline() == b"backup\n"
+        primary.start()
+        wait_for(lambda: ask(port) == "primary", timeout=10, step=0.05)
+        t_failback = time.monotonic()
+        assert relay.call(lambda: relay.server.reload(str(path)))  # same file, mid-grace
+        assert relay.port("db") == port
+        held.settimeout(10)
+        try:
+            closed = reader.readline() == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed  # the drain still came (a timeout here: the reload dropped it)
+        assert time.monotonic() - t_failback >= 1.0  # at its time, not at the reload
+    finally:
+        reader.close()
+        held.close()
