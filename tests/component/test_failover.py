@@ -333,3 +333,36 @@ def test_a_reload_during_the_drain_grace_keeps_the_drain(pair, relay_factory, tm
     finally:
         reader.close()
         held.close()
+
+
+def test_a_backend_named_by_host_is_looked_up_again_when_it_goes_down(relay_factory,
+                                                                      monkeypatch):
+    """Containers: the name stays, the address moves. On its down transition the backend's
+    name is resolved again and checks and traffic follow the new address."""
+    from relay.net import backends as backends_module
+    from relay.net.resolve import SockAddr
+
+    old, moved, backup = Named("old"), Named("moved"), Named("backup")
+    lookups: list[str] = []
+
+    def moved_resolve(address: object, passive: bool = False) -> SockAddr:
+        lookups.append(str(address))
+        return SockAddr(socket.AF_INET, ("127.0.0.1", moved.port))
+
+    monkeypatch.setattr(backends_module, "resolve", moved_resolve)
+    try:
+        text = config(old, backup)  # then the primary is given by name, not by address
+        text = text.replace(f'"127.0.0.1:{old.port}"', f'"localhost:{old.port}"')
+        assert f"localhost:{old.port}" in text
+        relay = relay_factory(text)
+        port = relay.port("db")
+        wait_for(lambda: ask(port) == "old", timeout=10, step=0.05)
+        old.stop()
+        wait_for(lambda: lookups != [], timeout=10, step=0.05)  # looked up on going down
+        assert lookups == [f"localhost:{old.port}"]
+        wait_for(lambda: backend_state(relay, "primary")["address"] == f"127.0.0.1:{moved.port}")
+        assert ask(port) == "backup"  # until the moved primary passes its checks
+        wait_for(lambda: ask(port) == "moved", timeout=10, step=0.05)  # then failback to it
+    finally:
+        for server in (old, moved, backup):
+            server.stop()
