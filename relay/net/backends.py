@@ -130,6 +130,7 @@ class BackendGroup:
         drain = self._drain_timer
         drain_at = drain.when if drain is not None and not drain.cancelled else None
         self.stop_checks()
+        self._drain_timer = None  # (cancelled): refresh_tiers below may schedule a new one
         kept = self.by_name
         new: list[Backend] = []
         for bc, target in backends:
@@ -150,9 +151,12 @@ class BackendGroup:
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
         self.refresh_tiers()
         self.start_checks()
-        self._drain_timer = None
         if drain_at is not None and config.drain_backup_after is not None:
-            self._drain_timer = self.reactor.call_at(drain_at, self._drain_backups)
+            current = self._drain_timer  # a failback by the new settings: the earlier drain wins
+            if current is None or drain_at < current.when:
+                if current is not None:
+                    current.cancel()
+                self._drain_timer = self.reactor.call_at(drain_at, self._drain_backups)
 
     # -- checks -------------------------------------------------------------
 

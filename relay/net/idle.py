@@ -58,13 +58,17 @@ class IdleSlots:
         if slot is None:
             slot = self.slots[at] = set()
             heapq.heappush(self._due, at)
-            if at < self._timer_at:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self.reactor.call_at(at, self._fire)
-                self._timer_at = at
+            self._arm(at)
         slot.add(session)
         session.idle_slot = slot
+
+    def _arm(self, at: float) -> None:
+        """One reactor timer, for the earliest slot: moved earlier when needed, never two."""
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.reactor.call_at(at, self._fire)
+            self._timer_at = at
 
     @staticmethod
     def leave(session: Idler) -> None:
@@ -76,7 +80,7 @@ class IdleSlots:
             session.idle_slot = None
 
     def _fire(self) -> None:
-        self._timer = None
+        self._timer = None  # this was the one timer; sessions joining below may arm the next
         self._timer_at = math.inf
         now = self.reactor.now
         due = self._due
@@ -88,8 +92,7 @@ class IdleSlots:
         while due and not self.slots.get(due[0]):  # emptied: nothing to wake up for
             self.slots.pop(heapq.heappop(due), None)
         if due:
-            self._timer = self.reactor.call_at(due[0], self._fire)
-            self._timer_at = due[0]
+            self._arm(due[0])
 
     def close(self) -> None:
         if self._timer is not None:

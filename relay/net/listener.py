@@ -71,8 +71,11 @@ class Listener:
     @staticmethod
     def bind(address: SockAddr) -> tuple[socket.socket, str]:
         sock, bound = listening_socket(address, _somaxconn())
-        # accepted sockets inherit TCP_NODELAY from the listening one: no setsockopt per client
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:  # accepted sockets inherit TCP_NODELAY from the listening one: none per client
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
         return sock, bound
 
     def adopt(self, sock: socket.socket, bound: str, address: SockAddr, accept: bool = True) -> None:

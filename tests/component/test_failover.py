@@ -366,3 +366,36 @@ def test_a_backend_named_by_host_is_looked_up_again_when_it_goes_down(relay_fact
     finally:
         for server in (old, moved, backup):
             server.stop()
+
+
+def test_a_drain_scheduled_by_a_reload_can_be_turned_off_by_the_next(pair, relay_factory,
+                                                                     tmp_path):
+    primary, backup = pair
+    path = tmp_path / "relay.toml"
+    text = config(primary, backup, failback_delay="60s", drain_backup_after="1500ms")
+    path.write_text(text)
+    relay = relay_factory(text)
+    port = relay.port("db")
+    primary.stop()
+    wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
+    held = socket.create_connection(("127.0.0.1", port))
+    reader = held.makefile("rb")
+    try:
+        held.sendall(b"WHO\n")
+        assert reader.readline() == b"backup\n"
+        primary.start()
+        wait_for(lambda: backend_state(relay, "primary")["state"] == "up", timeout=10)
+        # reload 1 shortens failback_delay: the reload itself fails back and schedules a drain
+        path.write_text(config(primary, backup, failback_delay="0ms", drain_backup_after="1500ms"))
+        assert relay.call(lambda: relay.server.reload(str(path)))
+        assert ask(port) == "primary"
+        # reload 2 turns drain_backup_after off: that drain must go
+        path.write_text(config(primary, backup, failback_delay="0ms"))
+        assert relay.call(lambda: relay.server.reload(str(path)))
+        time.sleep(2.5)  # past the 1.5 s the drain had
+        held.settimeout(5)
+        held.sendall(b"WHO\n")
+        assert reader.readline() == b"backup\n"  # kept
+    finally:
+        reader.close()
+        held.close()

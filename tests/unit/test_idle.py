@@ -112,3 +112,26 @@ def test_many_sessions_with_different_timeouts_each_close_in_time():
         assert s.closed_at is not None
         due = s.last_active + s.idle
         assert due <= s.closed_at <= due + slot_length(s.idle) + 1e-9
+
+
+def test_busy_sessions_rejoining_keep_one_timer_and_fire_once_per_slot():
+    # active sessions rejoin a later slot from inside _fire: that must not leave a second
+    # timer behind (each stray timer re-armed itself: the work grew without bound)
+    reactor = FakeReactor()
+    fires = [0]
+
+    class Counting(IdleSlots):
+        def _fire(self) -> None:
+            fires[0] += 1
+            super()._fire()
+
+    slots = Counting(reactor)  # type: ignore[arg-type]
+    sessions = [FakeSession(slots, reactor, idle=1.0) for _ in range(200)]
+    start = reactor.now
+    for step in range(1, 51):  # 5 s, every session active every 100 ms
+        reactor.advance_to(start + step * 0.1)
+        for s in sessions:
+            s.last_active = reactor.now
+        assert len(reactor.timers) <= 1
+    assert all(s.closed_at is None for s in sessions)
+    assert fires[0] <= 5.0 / slot_length(1.0) + 2  # at most once per slot time that passed
