@@ -7,10 +7,12 @@ connection stays open until the client closes it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -271,11 +273,10 @@ def test_check_timeout_marks_a_silent_backend_down(relay_factory):
         server.close()
 
 
-@pytest.mark.parametrize("drain_after", ["500ms", "off"])
-def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_factory, drain_after):
-    primary, backup = pair
-    relay = relay_factory(config(primary, backup, failback_delay="300ms",
-                                 drain_backup_after=drain_after))
+@contextlib.contextmanager
+def session_on_backup(relay: InProcessRelay, primary: Named) -> Iterator[tuple[socket.socket,
+                                                                                 Any]]:
+    """The primary stops; a client session then lands on the backup and stays open."""
     port = relay.port("db")
     primary.stop()
     wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
@@ -284,6 +285,27 @@ def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_fa
     try:
         held.sendall(b"WHO\n")
         assert reader.readline() == b"backup\n"
+        yield held, reader
+    finally:
+        reader.close()
+        held.close()
+
+
+def closed_by_relay(reader: Any) -> bool:
+    """The next read says EOF or reset (blocks until then, or the socket's timeout)."""
+    try:
+        return bool(reader.readline() == b"")
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("drain_after", ["500ms", "off"])
+def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_factory, drain_after):
+    primary, backup = pair
+    relay = relay_factory(config(primary, backup, failback_delay="300ms",
+                                 drain_backup_after=drain_after))
+    port = relay.port("db")
+    with session_on_backup(relay, primary) as (held, reader):
         primary.start()
         wait_for(lambda: ask(port) == "primary", timeout=10, step=0.05)
         t_failback = time.monotonic()
@@ -293,15 +315,8 @@ def test_drain_backup_after_closes_backup_sessions_after_failback(pair, relay_fa
             held.sendall(b"WHO\n")
             assert reader.readline() == b"backup\n"  # kept: "off" never cuts
         else:
-            try:
-                closed = reader.readline() == b""
-            except ConnectionResetError:
-                closed = True
-            assert closed
+            assert closed_by_relay(reader)
             assert time.monotonic() - t_failback >= 0.3  # after its grace, not at failback
-    finally:
-        reader.close()
-        held.close()
 
 
 def test_a_reload_during_the_drain_grace_keeps_the_drain(pair, relay_factory, tmp_path):
@@ -311,28 +326,15 @@ def test_a_reload_during_the_drain_grace_keeps_the_drain(pair, relay_factory, tm
     path.write_text(text)
     relay = relay_factory(text)
     port = relay.port("db")
-    primary.stop()
-    wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
-    held = socket.create_connection(("127.0.0.1", port))
-    reader = held.makefile("rb")
-    try:
-        held.sendall(b"WHO\n")
-        assert reader.readline() == b"backup\n"
+    with session_on_backup(relay, primary) as (held, reader):
         primary.start()
         wait_for(lambda: ask(port) == "primary", timeout=10, step=0.05)
         t_failback = time.monotonic()
         assert relay.call(lambda: relay.server.reload(str(path)))  # same file, mid-grace
         assert relay.port("db") == port
         held.settimeout(10)
-        try:
-            closed = reader.readline() == b""
-        except ConnectionResetError:
-            closed = True
-        assert closed  # the drain still came (a timeout here: the reload dropped it)
+        assert closed_by_relay(reader)  # the drain still came (a timeout: the reload dropped it)
         assert time.monotonic() - t_failback >= 1.0  # at its time, not at the reload
-    finally:
-        reader.close()
-        held.close()
 
 
 def test_a_backend_named_by_host_is_looked_up_again_when_it_goes_down(relay_factory,
@@ -376,13 +378,7 @@ def test_a_drain_scheduled_by_a_reload_can_be_turned_off_by_the_next(pair, relay
     path.write_text(text)
     relay = relay_factory(text)
     port = relay.port("db")
-    primary.stop()
-    wait_for(lambda: backend_state(relay, "primary")["state"] == "down")
-    held = socket.create_connection(("127.0.0.1", port))
-    reader = held.makefile("rb")
-    try:
-        held.sendall(b"WHO\n")
-        assert reader.readline() == b"backup\n"
+    with session_on_backup(relay, primary) as (held, reader):
         primary.start()
         wait_for(lambda: backend_state(relay, "primary")["state"] == "up", timeout=10)
         # reload 1 shortens failback_delay: the reload itself fails back and schedules a drain
@@ -396,6 +392,3 @@ def test_a_drain_scheduled_by_a_reload_can_be_turned_off_by_the_next(pair, relay
         held.settimeout(5)
         held.sendall(b"WHO\n")
         assert reader.readline() == b"backup\n"  # kept
-    finally:
-        reader.close()
-        held.close()
