@@ -615,13 +615,16 @@ class Session:
 
     # -- closing ----------------------------------------------------------
 
-    def _drop_server_end(self) -> None:
-        """A failed connect: forget its socket (closing it takes it out of epoll)."""
+    def _drop_server_end(self, reset: bool = False) -> None:
+        """Forget the backend socket and close it (closing takes it out of epoll); with
+        reset, the backend sees RST, not FIN."""
         end = self.server_end
         if end is None:
             return
         self.server_end = None
         self.reactor.handlers.pop(end.fd, None)
+        if reset:
+            _reset(end.sock)
         end.sock.close()
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
@@ -650,15 +653,8 @@ class Session:
                 if direction.pipe is not None or direction.buf is not None:
                     direction.release()
                 direction.other = None  # no cycle left: reference counting frees the session
-        handlers = self.reactor.handlers
-        end = self.server_end
-        if end is not None:
-            self.server_end = None
-            handlers.pop(end.fd, None)  # closing the socket takes it out of epoll
-            if reset or reset_backend:
-                _reset(end.sock)
-            end.sock.close()
-        handlers.pop(self.client.fd, None)
+        self._drop_server_end(reset or reset_backend)
+        self.reactor.handlers.pop(self.client.fd, None)
         if reset or reset_client:
             _reset(self.client.sock)
         self.client.sock.close()
