@@ -67,6 +67,10 @@ class Metrics:
                               ["listener", "backend", "result"], registry=r)
         self.transitions = Counter("relay_backend_transitions", "Backend up/down transitions.",
                                    ["listener", "backend", "to"], registry=r)
+        self.resolve_failures = Counter("relay_backend_resolve_failures",
+                                        "Lookups of a backend's host name that failed or got "
+                                        "no answer in time (its last address was kept).",
+                                        ["listener", "backend"], registry=r)
         self.active_tier = Gauge("relay_listener_active_tier",
                                  "Tier serving new sessions (-1 when none).", ["listener"],
                                  registry=r)
@@ -134,6 +138,7 @@ class Metrics:
                               ("success", "failure"))
                 self._add_all(self.transitions, (name, b), backend.transitions.items(),
                               ("up", "down"))
+                self._add(self.resolve_failures, (name, b), backend.resolve_failures)
                 child = self.connect_seconds.labels(name, b)
                 if backend.connect_times:
                     observe_many(child, backend.connect_times)

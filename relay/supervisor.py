@@ -144,8 +144,12 @@ class Supervisor:
 
     def handle_reload(self, signum: int) -> None:
         """Reload: apply to the supervisor's state, then a new generation of workers starts
-        on the new file while the old one drains (its sessions are never cut)."""
-        if not self.server.reload(self.path):
+        on the new file while the old one drains (its sessions are never cut). The loop
+        keeps turning while the new file's names are resolved."""
+        self.server.reload(self.path, self._reloaded)
+
+    def _reloaded(self, applied: bool) -> None:
+        if not applied:
             return
         for listener in self.server.listeners:
             listener.group.publish = self._publish

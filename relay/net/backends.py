@@ -8,7 +8,6 @@ hostname, moving the serving tier, draining backups after failback).
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -23,10 +22,12 @@ from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.tiers import FailbackRefused, TierChange, TierSelector
 from relay.logs import log
 from relay.net.checker import Checker
-from relay.net.resolve import ResolveError, SockAddr, resolve
+from relay.net.resolve import ResolveError, SockAddr
+from relay.net.resolver import is_literal
 
 if TYPE_CHECKING:
     from relay.net.reactor import Reactor
+    from relay.net.resolver import Resolver
     from relay.net.session import Session
     from relay.net.timers import Timer
 
@@ -56,6 +57,8 @@ class Backend:
         self.transitions: Counter[str] = Counter()  # up / down
         self.estimate = ConnectEstimate()  # its usual connect time, for hedging
         self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
+        self.resolving = False  # a lookup of its name is under way
+        self.resolve_failures = 0  # lookups of its name that failed or timed out
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
                     listener_config: ListenerConfig) -> None:
@@ -99,9 +102,10 @@ class BackendGroup:
     its own traffic failures through `report` while acting on them at once."""
 
     def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
-                 rng: random.Random, role: str = "leader") -> None:
+                 rng: random.Random, role: str = "leader", resolver: Resolver | None = None) -> None:
         self.reactor = reactor
         self.role = role
+        self.resolver = resolver
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
         self.report: Callable[[BackendGroup, Backend, str], None] | None = None
         self.config = config
@@ -260,23 +264,32 @@ class BackendGroup:
                 self._close_sessions(backend, "backend_down")
 
     def _re_resolve(self, backend: Backend) -> None:
-        """DNS may have moved a failed backend (containers): look its name up again."""
-        host = backend.config.address.host
-        try:
-            ipaddress.ip_address(host)
-            return  # a literal address cannot move
-        except ValueError:
-            pass
-        try:
-            target = resolve(backend.config.address)
-        except ResolveError as exc:
-            log.warning("resolve_failed", listener=self.listener_name, backend=backend.name,
-                        error=str(exc))
+        """DNS may have moved a failed backend (containers): look its name up again, off the
+        loop. The leader asks and tells followers the answer; no answer in time leaves the
+        last good address."""
+        address = backend.config.address
+        if self.role != "leader" or self.resolver is None or is_literal(address.host) \
+                or backend.resolving:
             return
-        if target != backend.target:
-            log.info("backend_moved", listener=self.listener_name, backend=backend.name,
-                     old=backend.target.text, new=target.text)
-            backend.target = target
+        backend.resolving = True
+
+        def answered(outcome: SockAddr | ResolveError) -> None:
+            backend.resolving = False
+            if self.by_name.get(backend.name) is not backend or backend.config.address != address:
+                return  # removed or re-addressed by a reload meanwhile
+            if isinstance(outcome, ResolveError):
+                backend.resolve_failures += 1
+                log.warning("resolve_failed", listener=self.listener_name, backend=backend.name,
+                            error=str(outcome), kept=backend.target.text)
+                return
+            if outcome != backend.target:
+                log.info("backend_moved", listener=self.listener_name, backend=backend.name,
+                         old=backend.target.text, new=outcome.text)
+                backend.target = outcome
+                if self.publish is not None:
+                    self.publish(self, backend)
+
+        self.resolver.lookup(address, answered)
 
     def _close_sessions(self, backend: Backend, cause: str) -> None:
         for session in list(backend.sessions):
@@ -335,7 +348,8 @@ class BackendGroup:
         if backend is not None:
             h = backend.health
             message.update(b=backend.name, level=h.level, suspect=h.suspect, admin=h.admin,
-                           checked=h.checked, error=h.last_error)
+                           checked=h.checked, error=h.last_error,
+                           target=[backend.target.family, list(backend.target.sockaddr)])
         return message
 
     def apply(self, message: dict[str, object]) -> None:
@@ -350,6 +364,9 @@ class BackendGroup:
             h.admin = message["admin"]  # type: ignore[assignment]
             h.checked = bool(message["checked"])
             h.last_error = str(message["error"])
+            target = message.get("target")  # the leader resolves names; followers take its answer
+            if isinstance(target, list) and len(target) == 2 and isinstance(target[1], list):
+                backend.target = SockAddr(int(target[0]), tuple(target[1]))
             if was_up and not h.up:
                 self._transition(backend, Transition("down", "leader"))
             if h.admin == "maint" and previous_admin != "maint":

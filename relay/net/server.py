@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relay import __version__
+from relay.config import load_config
 from relay.config.model import BackendConfig, Config, ListenerConfig
 from relay.core.health import ADMIN_STATES
 from relay.errors import ConfigError, ConfigProblem
@@ -25,8 +26,9 @@ from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr, resolve
+from relay.net.resolver import Key, Outcome, Resolver
 from relay.net.splice import PipePool, splice_supported
-from relay.runconfig import RunConfig, prepare
+from relay.runconfig import RunConfig, read_token, resolved_or_error, wanted_addresses
 
 if TYPE_CHECKING:
     from relay.net.session import Session
@@ -64,6 +66,9 @@ class RelayServer:
         self.pipes = PipePool()
         self.buffers = BufferPool()
         self.idle = IdleSlots(self.reactor)
+        self.resolver = Resolver(self.reactor)  # names are never looked up on the loop
+        self._reload_dones: list[Callable[[bool], None] | None] | None = None  # one in progress
+        self._reload_next: list[Callable[[bool], None] | None] = []  # asked for meanwhile
         self._take_runtime(config)
         self.sessions: set[Session] = set()
         self.active = 0
@@ -95,7 +100,8 @@ class RelayServer:
     def _new_listener(self, lc: ListenerConfig, address: SockAddr,
                       backends: list[tuple[BackendConfig, SockAddr]]) -> Listener:
         group = BackendGroup(self.reactor, lc, [Backend(bc, target, lc) for bc, target in backends],
-                             self.rng, role="follower" if self.role == "worker" else "leader")
+                             self.rng, role="follower" if self.role == "worker" else "leader",
+                             resolver=self.resolver)
         return Listener(self, lc, address, group)
 
     def open(self) -> None:
@@ -219,29 +225,66 @@ class RelayServer:
         if self.role != "worker":  # a worker's supervisor reloads by starting new workers
             self.reload(self.config.source)
 
-    def reload(self, path: str) -> bool:
+    def reload(self, path: str, done: Callable[[bool], None] | None = None) -> None:
         """Apply the file at `path` in place, or keep everything as it is if it is invalid
-        (or a new address cannot be bound). Sessions in flight are never cut."""
+        (or a name cannot be resolved in time, or a new address cannot be bound). Sessions
+        in flight are never cut. The file is read now; its names are resolved off the loop
+        and the reload is applied when they are in, then done(applied) runs (at once when
+        every address is literal). A reload asked for meanwhile runs after this one."""
         if self.stopping:
-            return False
+            if done is not None:
+                done(False)
+            return
+        if self._reload_dones is not None:  # one at a time: the file is read again after it
+            self._reload_next.append(done)
+            log.info("reload_queued", source=path)
+            return
         try:
-            ready = prepare(path)
-            self._apply(ready)
+            config = load_config(path)
+            token = read_token(config)
         except ConfigError as exc:
-            for line in exc.lines():
+            self._reload_finished(path, exc, [done])
+            return
+        self._reload_dones = [done]
+        keys = [(address, passive) for _, address, passive in wanted_addresses(config)]
+        self.resolver.lookup_all(keys, lambda outcomes: self._reload_resolved(
+            path, config, token, outcomes))
+
+    def _reload_resolved(self, path: str, config: Config, token: str | None,
+                         outcomes: dict[Key, Outcome]) -> None:
+        dones, self._reload_dones = self._reload_dones or [], None
+        problem: ConfigError | None = None
+        if self.stopping:
+            problem = ConfigError(path, [ConfigProblem("", "shutting down")])
+        else:
+            try:
+                self._apply(RunConfig(config, resolved_or_error(config, outcomes), token))
+            except ConfigError as exc:
+                problem = exc
+        self._reload_finished(path, problem, dones)
+        queued, self._reload_next = self._reload_next, []
+        if queued and not self.stopping:
+            self.reload(path, lambda ok: _tell(queued, ok))
+        else:
+            _tell(queued, False)
+
+    def _reload_finished(self, path: str, problem: ConfigError | None,
+                         dones: list[Callable[[bool], None] | None]) -> None:
+        if problem is None:
+            self.reloads["success"] += 1
+            log.info("reload", source=path, listeners=len(self.listeners))
+        else:
+            for line in problem.lines():
                 log.error("reload_rejected", problem=line)
             self.reloads["failure"] += 1
-            return False
-        self.reloads["success"] += 1
-        log.info("reload", source=path, listeners=len(self.listeners))
-        return True
+        _tell(dones, problem is None)
 
     def _apply(self, ready: RunConfig) -> None:
         new, resolved = ready.config, ready.resolved
         # First bind every address that is new, so a failure changes nothing.
         fresh: dict[str, tuple[socket.socket, str]] = {}
         admin_fresh: tuple[socket.socket, str] | None = None
-        admin_address = resolved.get(str(new.admin.listen)) or resolve(new.admin.listen, passive=True)
+        admin_address = resolved[str(new.admin.listen)]
         key = ""
         try:
             for i, lc in enumerate(new.listeners):
@@ -338,5 +381,12 @@ class RelayServer:
             self.admin.close()
         self.pipes.close()
         self.idle.close()
+        self.resolver.close()
         self.reactor.close()
         log.info("relay_stopped")
+
+
+def _tell(dones: list[Callable[[bool], None] | None], applied: bool) -> None:
+    for done in dones:
+        if done is not None:
+            done(applied)

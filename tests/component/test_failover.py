@@ -330,7 +330,7 @@ def test_a_reload_during_the_drain_grace_keeps_the_drain(pair, relay_factory, tm
         primary.start()
         wait_for(lambda: ask(port) == "primary", timeout=10, step=0.05)
         t_failback = time.monotonic()
-        assert relay.call(lambda: relay.server.reload(str(path)))  # same file, mid-grace
+        assert relay.reload(str(path))  # same file, mid-grace
         assert relay.port("db") == port
         held.settimeout(10)
         assert closed_by_relay(reader)  # the drain still came (a timeout: the reload dropped it)
@@ -341,17 +341,17 @@ def test_a_backend_named_by_host_is_looked_up_again_when_it_goes_down(relay_fact
                                                                       monkeypatch):
     """Containers: the name stays, the address moves. On its down transition the backend's
     name is resolved again and checks and traffic follow the new address."""
-    from relay.net import backends as backends_module
+    from relay.net import resolve as resolve_module
     from relay.net.resolve import SockAddr
 
     old, moved, backup = Named("old"), Named("moved"), Named("backup")
     lookups: list[str] = []
 
-    def moved_resolve(address: object, passive: bool = False) -> SockAddr:
-        lookups.append(str(address))
+    def moved_resolve(address: object, passive: bool = False) -> SockAddr:  # the resolver's
+        lookups.append(str(address))  # threads; the start-up lookups are already done
         return SockAddr(socket.AF_INET, ("127.0.0.1", moved.port))
 
-    monkeypatch.setattr(backends_module, "resolve", moved_resolve)
+    monkeypatch.setattr(resolve_module, "resolve", moved_resolve)
     try:
         text = config(old, backup)  # then the primary is given by name, not by address
         text = text.replace(f'"127.0.0.1:{old.port}"', f'"localhost:{old.port}"')
@@ -383,11 +383,11 @@ def test_a_drain_scheduled_by_a_reload_can_be_turned_off_by_the_next(pair, relay
         wait_for(lambda: backend_state(relay, "primary")["state"] == "up", timeout=10)
         # reload 1 shortens failback_delay: the reload itself fails back and schedules a drain
         path.write_text(config(primary, backup, failback_delay="0ms", drain_backup_after="1500ms"))
-        assert relay.call(lambda: relay.server.reload(str(path)))
+        assert relay.reload(str(path))
         assert ask(port) == "primary"
         # reload 2 turns drain_backup_after off: that drain must go
         path.write_text(config(primary, backup, failback_delay="0ms"))
-        assert relay.call(lambda: relay.server.reload(str(path)))
+        assert relay.reload(str(path))
         time.sleep(2.5)  # past the 1.5 s the drain had
         held.settimeout(5)
         held.sendall(b"WHO\n")

@@ -44,6 +44,19 @@ class InProcessRelay:
             raise box["error"]  # type: ignore[misc]
         return box["result"]  # type: ignore[return-value]
 
+    def reload(self, path: str, timeout: float = 10.0) -> bool:
+        """SIGHUP's work on `path`: whether it was applied (once its names are resolved)."""
+        applied: list[bool] = []
+        finished = threading.Event()
+
+        def done(ok: bool) -> None:
+            applied.append(ok)
+            finished.set()
+
+        self.call(lambda: self.server.reload(path, done))
+        assert finished.wait(timeout), "the reload did not finish"
+        return applied[0]
+
     def stop(self) -> None:
         if self.thread.is_alive():
             self.call(self.server.reactor.stop)
