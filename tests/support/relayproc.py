@@ -61,8 +61,10 @@ class RelayProcess:
     """relay run in a subprocess; JSON log lines are collected as dicts in .events."""
 
     def __init__(self, config_text: str, tmp_path: Path, nofile: int | None = None,
-                 extra_env: dict[str, str] | None = None, source: Path = REPO) -> None:
-        """`source`: the tree whose relay/ runs (bench/ab.py runs other revisions)."""
+                 extra_env: dict[str, str] | None = None, source: Path = REPO,
+                 prefix: tuple[str, ...] = ()) -> None:
+        """`source`: the tree whose relay/ runs (bench/ab.py runs other revisions); `prefix`:
+        a command that execs relay (e.g. `ip netns exec NAME`: the PID stays relay's)."""
         self.config_path = tmp_path / "relay.toml"
         self.config_path.write_text(config_text)
         env = dict(os.environ)
@@ -75,7 +77,7 @@ class RelayProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "run", "-c", str(self.config_path)],
+            [*prefix, sys.executable, "-m", "relay", "run", "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, cwd=str(source), preexec_fn=limit,
         )
