@@ -68,7 +68,7 @@ class RelayServer:
         self.idle = IdleSlots(self.reactor)
         self.resolver = Resolver(self.reactor)  # names are never looked up on the loop
         self._reload_dones: list[Callable[[bool], None] | None] | None = None  # one in progress
-        self._reload_next: list[Callable[[bool], None] | None] = []  # asked for meanwhile
+        self._reload_next: list[Callable[[bool], None] | None] | None = None  # asked meanwhile
         self._take_runtime(config)
         self.sessions: set[Session] = set()
         self.active = 0
@@ -236,8 +236,11 @@ class RelayServer:
                 done(False)
             return
         if self._reload_dones is not None:  # one at a time: the file is read again after it
-            self._reload_next.append(done)
-            log.info("reload_queued", source=path)
+            if self._reload_next is None:
+                self._reload_next = []
+                log.info("reload_queued", source=path)
+            if done is not None and done not in self._reload_next:  # a SIGHUP storm: one entry
+                self._reload_next.append(done)
             return
         try:
             config = load_config(path)
@@ -262,10 +265,10 @@ class RelayServer:
             except ConfigError as exc:
                 problem = exc
         self._reload_finished(path, problem, dones)
-        queued, self._reload_next = self._reload_next, []
-        if queued and not self.stopping:
+        queued, self._reload_next = self._reload_next, None
+        if queued is not None and not self.stopping:
             self.reload(path, lambda ok: _tell(queued, ok))
-        else:
+        elif queued is not None:
             _tell(queued, False)
 
     def _reload_finished(self, path: str, problem: ConfigError | None,
