@@ -198,3 +198,40 @@ def test_start_up_resolution_is_parallel_and_bounded(lookup):
     wait_for(lambda: lookup.running == 2)  # both names asked at once, not one after the other
     assert all("no answer within 0.1s" in str(outcomes[k]) for k in keys[:2])
     assert outcomes[keys[2]] == SockAddr(socket.AF_INET, ("127.0.0.1", 3))
+
+
+def test_workers_take_the_supervisors_answer_and_never_look_names_up(lookup):
+    """The leader (supervisor) re-resolves a backend that went down; its followers
+    (workers) get the address with its health and ask no resolver themselves."""
+    import random
+
+    from relay.config import parse_config
+    from relay.net.backends import Backend, BackendGroup
+    from relay.net.resolve import resolve
+    from tests.support.relayproc import toml_config
+
+    lc = parse_config(toml_config([{
+        "name": "db", "listen": "127.0.0.1:0", "health": {"kind": "tcp", "fall": 1},
+        "backends": [{"name": "db", "address": "db.example:6379"}]}])).listeners[0]
+    start = resolve(Address("127.0.0.1", 6379))
+    reactor = Reactor()
+    try:
+        pool = LookupPool(lookup=lookup)
+        resolver = Resolver(reactor, timeout=30, pool=pool)
+
+        def group(role: str) -> BackendGroup:
+            return BackendGroup(reactor, lc, [Backend(lc.backends[0], start, lc)],
+                                random.Random(1), role=role, resolver=resolver)
+
+        leader, follower = group("leader"), group("follower")
+        leader.check_result(leader.backends[0], False, "refused")  # down: the leader asks
+        wait_for(lambda: lookup.calls == ["db.example"])
+        leader.backends[0].target = ANSWER  # (what its answer does, on its loop)
+        follower.apply(leader.snapshot(leader.backends[0]))  # the down transition, mirrored
+        assert follower.backends[0].target == ANSWER
+        assert not follower.backends[0].health.up
+        assert lookup.calls == ["db.example"]  # the follower asked nobody
+    finally:
+        lookup.release.set()
+        resolver.close()
+        reactor.close()
