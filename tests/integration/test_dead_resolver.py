@@ -256,3 +256,23 @@ def _get(host: str, port: int, path: str) -> str:
         return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+def test_start_up_waits_for_a_dead_resolver_in_parallel_and_bounded(dead_dns, tmp_path):
+    """Three names nobody answers: `relay check` (the start-up lookups of `run`) exits 2 after
+    one bounded wait, not three blocking lookups in a row (at least 3 x DNS_TIMEOUT)."""
+    ns, _ = dead_dns
+    names = ["a.relay.test", "b.relay.test", "c.relay.test"]
+    backends = "".join(f'[[listener.backend]]\nname = "{n[0]}"\naddress = "{n}:1"\n' for n in names)
+    path = tmp_path / "relay.toml"
+    path.write_text(f'[[listener]]\nname = "x"\nlisten = "127.0.0.1:0"\n{backends}')
+    started = time.monotonic()
+    result = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-m", "relay",
+                             "check", "-c", str(path)], capture_output=True, text=True,
+                            timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and all("no answer within" in line for line in lines), lines
+    assert "Traceback" not in result.stderr
+    assert elapsed < len(names) * DNS_TIMEOUT, elapsed
