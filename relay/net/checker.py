@@ -51,6 +51,16 @@ class Checker:
             self.timer.cancel()
         self.timer = self.reactor.call_later(delay, self._start)
 
+    @property
+    def in_flight(self) -> bool:
+        return self.sock is not None
+
+    def check_now(self) -> None:
+        """An early check (a session saw something only a check can judge); the regular
+        schedule resumes after it."""
+        if not self.stopped and self.sock is None:
+            self.schedule(0)
+
     def stop(self) -> None:
         self.stopped = True
         if self.timer is not None:
