@@ -170,7 +170,7 @@ def test_with_every_backend_down_n_clients_cost_one_connect_per_backend_per_back
 
 
 def test_a_success_through_the_gate_opens_it_again():
-    group, reactor = group_of(backends=1)
+    group, _ = group_of(backends=1)
     (only,) = group.backends
     group.connect_failed(only, "refused: Connection refused")
     assert group.choose([]) is only  # the gate's one try
