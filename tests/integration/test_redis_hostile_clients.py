@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.conftest import require_tool
 from tests.support.redis import RedisServer, free_port, redis_port_of
 
@@ -94,7 +96,8 @@ def active_tier(relay) -> int:  # type: ignore[no-untyped-def]
     return int(lst["active_tier"])
 
 
-def test_quit_and_idle_clients_leave_primary_serving(tmp_path, start_relay):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_quit_and_idle_clients_leave_primary_serving(tmp_path, start_relay, workers):
     server_bin = require_tool("redis-server")
     p_port, r_port = free_port(), free_port()
     opts = ("--timeout", str(REDIS_TIMEOUT))
@@ -104,7 +107,7 @@ def test_quit_and_idle_clients_leave_primary_serving(tmp_path, start_relay):
     stop = threading.Event()
     bystanders: list[Bystander] = []
     try:
-        relay = start_relay(listener(p_port, r_port))
+        relay = start_relay(listener(p_port, r_port), runtime={"workers": workers})
         port = relay.port()
         time.sleep(2 * INTERVAL)  # first checks done
         assert active_tier(relay) == 0
