@@ -121,9 +121,8 @@ class Supervisor:
 
     def handle_stop(self, signum: int) -> None:
         if self.server.stopping:
-            for worker in self._alive():
-                worker.proc.send_signal(signal.SIGKILL if signum == signal.SIGINT
-                                        else signal.SIGTERM)
+            for worker in self._alive():  # a worker's second signal resets what it still holds
+                worker.proc.send_signal(signal.SIGTERM)
             return
         self.server.stopping = True
         log.info("shutdown", reason=signal.Signals(signum).name, workers=len(self._alive()))
@@ -196,11 +195,15 @@ class Supervisor:
         kind = message.get("t")
         if kind == "stats":
             worker.stats = message
-        elif kind == "passive":
+        elif kind in ("passive", "check"):
             listener = self.server.by_name.get(str(message.get("l")))
             backend = listener.group.by_name.get(str(message.get("b"))) if listener else None
-            if listener is not None and backend is not None:
+            if listener is None or backend is None:
+                return
+            if kind == "passive":  # a worker's connect failed
                 listener.group.traffic_failed(backend, str(message.get("error", "")))
+            else:  # a worker's session ended in a way only an active check can judge
+                listener.group.request_check(backend)
 
     def _publish(self, group: BackendGroup, backend: Backend | None) -> None:
         message = group.snapshot(backend)

@@ -76,8 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def report(group: BackendGroup, backend: Backend, error: str) -> None:
         channel.send({"t": "passive", "l": group.listener_name, "b": backend.name, "error": error})
 
+    def report_check(group: BackendGroup, backend: Backend) -> None:
+        channel.send({"t": "check", "l": group.listener_name, "b": backend.name})
+
     for listener in server.listeners:
         listener.group.report = report
+        listener.group.report_check = report_check
     server.on_beat = lambda: channel.send(stats(server))
     try:
         server.run()

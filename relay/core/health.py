@@ -116,11 +116,14 @@ class HealthState:
         return self._fail(now, error, check=False)
 
     def traffic_succeeded(self, now: float) -> None:
-        """A real session connected: an up backend is trusted again."""
+        """A real session connected: an up backend is no longer suspect and its traffic
+        failures are forgiven. Failed checks stand until a check passes: a backend that
+        accepts connections but fails its checks (hung, or resetting every session) is
+        still marked down by its checks, however much traffic connects."""
         if self.up:
             self.suspect = False
-            self.level = self.top
-            self.failed_checks = self.failed_traffic = 0
+            self.level = self.top - self.failed_checks
+            self.failed_traffic = 0
 
     def _cause(self, error: str) -> str:
         if not self.failed_traffic:

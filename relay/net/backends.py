@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 from relay.config.model import BackendConfig, ListenerConfig
 from relay.core.backoff import Backoff
 from relay.core.balance import make_balancer
-from relay.core.candidates import BackendView, candidate_order, next_attempt
+from relay.core.candidates import BackendView, LastResortGate, candidate_order, next_attempt
 from relay.core.health import AdminState, HealthState, Transition
 from relay.core.hedge import ConnectEstimate, HedgeBudget
+from relay.core.lograte import LogAggregate
+from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
 from relay.core.tiers import FailbackRefused, TierChange, TierSelector
 from relay.logs import log
 from relay.net.checker import Checker
@@ -59,6 +61,9 @@ class Backend:
         self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
         self.resolving = False  # a lookup of its name is under way
         self.resolve_failures = 0  # lookups of its name that failed or timed out
+        self.gate = LastResortGate()  # last-resort connects while nothing is available
+        self.early_check = EarlyCheck()  # sessions' requests for an early active check
+        self.connect_log = LogAggregate()  # connect_failed lines, aggregated
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
                     listener_config: ListenerConfig) -> None:
@@ -108,6 +113,7 @@ class BackendGroup:
         self.resolver = resolver
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
         self.report: Callable[[BackendGroup, Backend, str], None] | None = None
+        self.report_check: Callable[[BackendGroup, Backend], None] | None = None
         self.config = config
         self.listener_name = config.name
         self.backends = backends
@@ -198,19 +204,35 @@ class BackendGroup:
 
     # -- traffic ------------------------------------------------------------------
 
-    def choose(self, tried: list[Backend]) -> Backend | None:
-        """The backend for a session's next connect attempt."""
+    def choose(self, tried: list[Backend], untried_only: bool = False,
+               last_resort: bool = True) -> Backend | None:
+        """The backend for a session's next connect attempt. `untried_only`: none this
+        session tried already (those wait a backoff step). While no backend is available,
+        a candidate must pass its last-resort gate (none with `last_resort` False)."""
         order = self._static_order
         if order is None:
             order = candidate_order([b.view() for b in self.backends], self.tiers.serving,
                                     self.balancer)
             if self.config.balance == "first":  # depends on health only: keep it until a change
                 self._static_order = order
+        if not order:
+            return None
+        backends = self.backends
+        if not backends[order[0]].health.available:  # nothing available: each try is gated
+            if not last_resort:
+                return None
+            now = self.reactor.now
+            order = [p for p in order if backends[p].gate.is_open(now)]
+            position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+            if position is None:
+                return None
+            backend = backends[position]
+            backend.gate.take(now, self.retry_backoff, self.rng)
+            return backend
         if not tried:
-            return self.backends[order[0]] if order else None
-        tried_positions = [self.backends.index(b) for b in tried]
-        position = next_attempt(order, tried_positions)
-        return None if position is None else self.backends[position]
+            return backends[order[0]]
+        position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+        return None if position is None else backends[position]
 
     def can_hedge_from(self, backend: Backend) -> bool:
         """Is there another backend a hedge could go to? (No timer for single-backend groups.)"""
@@ -221,6 +243,8 @@ class BackendGroup:
 
     def connected(self, session: Session, backend: Backend) -> None:
         backend.sessions.add(session)
+        if backend.gate.failures:
+            backend.gate.succeeded()
         health = backend.health
         if health.suspect:
             was_available = health.available
@@ -229,8 +253,33 @@ class BackendGroup:
         else:
             health.traffic_succeeded(self.reactor.now)
 
+    def connect_failed(self, backend: Backend, error: str) -> None:
+        """A session's (or a hedge's) connect failed: proof the backend is unwell."""
+        backend.gate.failed()
+        self.traffic_failed(backend, error)
+
+    def backend_ended(self, backend: Backend, reset: bool, spoke: bool, fin: bool) -> None:
+        """A relaying session's backend side ended (reset, or FIN): relay/core/passive.py
+        says whether that may be the backend's fault; if so, an early check decides."""
+        if self.config.health.kind == "none":
+            return
+        if judge_backend_end(reset, spoke, fin) is Verdict.CHECK:
+            self.request_check(backend)
+
+    def request_check(self, backend: Backend) -> None:
+        """Check `backend` now, unless a check runs or one was asked for within an interval."""
+        checker = backend.checker
+        in_flight = checker is not None and checker.in_flight
+        if not backend.early_check.request(self.reactor.now, self.config.health.interval,
+                                           in_flight):
+            return
+        if checker is not None:
+            checker.check_now()
+        elif self.report_check is not None:  # a worker: the supervisor runs the checks
+            self.report_check(self, backend)
+
     def traffic_failed(self, backend: Backend, error: str) -> None:
-        """A connect error or a reset from real traffic: passive health."""
+        """A connect error from real traffic: passive health."""
         if self.config.health.kind == "none":
             return
         was_available = backend.health.available
@@ -247,7 +296,10 @@ class BackendGroup:
     def _after(self, backend: Backend, transition: Transition | None, was_available: bool) -> None:
         if transition is not None:
             self._transition(backend, transition)
-        if transition is not None or backend.health.available != was_available:
+        available = backend.health.available
+        if available and not was_available:
+            backend.gate.succeeded()  # when it is unavailable again, the gate starts afresh
+        if transition is not None or available != was_available:
             self.refresh_tiers()
             if self.publish is not None:
                 self.publish(self, backend)

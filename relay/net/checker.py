@@ -37,6 +37,7 @@ class Checker:
         self.reply = b""
         self.request = b""
         self.stopped = False
+        self.confirming = False  # an early check failed: check again soon until decided
         if config.kind == "send_expect":
             self.request = config.send or b""
         elif config.kind == "http":
@@ -50,6 +51,17 @@ class Checker:
         if self.timer is not None:
             self.timer.cancel()
         self.timer = self.reactor.call_later(delay, self._start)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.sock is not None
+
+    def check_now(self) -> None:
+        """An early check (a session saw something only a check can judge); the regular
+        schedule resumes after it."""
+        if not self.stopped and self.sock is None:
+            self.confirming = True
+            self.schedule(0)
 
     def stop(self) -> None:
         self.stopped = True
@@ -158,7 +170,13 @@ class Checker:
             self.schedule(self.config.interval)
             return
         self.group.check_result(self.backend, ok, error)
-        self.schedule(self.backend.health.next_check_in(self.group.rng))
+        delay = self.backend.health.next_check_in(self.group.rng)
+        if self.confirming:  # HAProxy's on-error fastinter: an early check's failure is
+            # confirmed or cleared soon, at most `fall` checks per early check
+            self.confirming = not ok and self.backend.health.up
+            if self.confirming:
+                delay = min(delay, self.config.timeout)
+        self.schedule(delay)
 
 
 def _describe(err: int) -> str:

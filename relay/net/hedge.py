@@ -74,7 +74,7 @@ class PendingConnect:
         if err:
             reason = connect.classify(err)
             self.backend.connect_errors[reason] += 1
-            group.traffic_failed(self.backend, f"{reason}: {os.strerror(err)}")
+            group.connect_failed(self.backend, f"{reason}: {os.strerror(err)}")
         else:
             seconds = self.reactor.now - self.started
             self.backend.estimate.observe(seconds)

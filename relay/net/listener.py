@@ -8,6 +8,7 @@ import errno
 import os
 import socket
 from collections import Counter
+from functools import partial
 from typing import TYPE_CHECKING
 
 from relay.config.model import ListenerConfig
@@ -167,10 +168,24 @@ class Listener:
     def connect_failed(self, session: Session, backend: Backend, reason: str, err: int) -> None:
         backend.connect_errors[reason] += 1
         error = os.strerror(err) if err else reason
-        log.warning("connect_failed", listener=self.name, backend=backend.name,
-                    address=backend.target.text, client=session.client_addr, reason=reason,
-                    error=error, attempt=session.attempts)
-        self.group.traffic_failed(backend, f"{reason}: {error}" if reason != "other" else error)
+        detail = f"{reason}: {error}" if reason != "other" else error
+        # clients can cause these by the thousand: the first of a quiet period is logged,
+        # the rest once per backend and interval with a count (relay/core/lograte.py)
+        aggregate = backend.connect_log
+        if aggregate.record(self.reactor.now, detail):
+            log.warning("connect_failed", listener=self.name, backend=backend.name,
+                        address=backend.target.text, client=session.client_addr, reason=reason,
+                        error=error, attempt=session.attempts)
+        elif aggregate.count == 1 and aggregate.flush_due is not None:
+            self.reactor.call_at(aggregate.flush_due, partial(self._log_held_back, backend))
+        self.group.connect_failed(backend, detail)
+
+    def _log_held_back(self, backend: Backend) -> None:
+        summary = backend.connect_log.flush(self.reactor.now)
+        if summary is not None:
+            log.warning("connect_failed", listener=self.name, backend=backend.name,
+                        address=backend.target.text, count=summary.count,
+                        seconds=backend.connect_log.interval, last_error=summary.detail)
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
         self.active -= 1

@@ -345,7 +345,7 @@ class RelayServer:
     def handle_stop_signal(self, signum: int) -> None:
         if self.stopping:
             log.info("shutdown_now", signal=signal.Signals(signum).name, sessions=len(self.sessions))
-            self._force_close()
+            self._force_close("second_signal")
             return
         self.begin_shutdown(signal.Signals(signum).name)
 
@@ -362,9 +362,11 @@ class RelayServer:
             return
         self.reactor.call_later(grace, self._force_close)
 
-    def _force_close(self) -> None:
+    def _force_close(self, cause: str = "grace_expired") -> None:
+        """Cut what is left: reset on both sides, so no peer takes a cut for a complete
+        transfer."""
         for session in list(self.sessions):
-            session.close("shutdown")
+            session.close(cause, reset=True)
         self.reactor.stop()
 
     def session_closed(self, session: Session) -> None:
@@ -377,7 +379,7 @@ class RelayServer:
         for listener in self.listeners:
             listener.group.stop_checks()
         for session in list(self.sessions):
-            session.close("shutdown")
+            session.close("shutdown", reset=True)
         for listener in self.listeners:
             listener.close()
         if self.admin is not None:

@@ -98,6 +98,10 @@ class Direction:
         """Bytes read and not yet written (in the pipe or the buffer)."""
         return self.pending > 0 or self.end > 0
 
+    def received(self) -> bool:
+        """Any byte read from src so far (delivered or still waiting)."""
+        return self.bytes > 0 or self.pending > 0 or self.end > 0
+
     def pump(self) -> int:
         # (Session.on_event has this test inline for its reading direction)
         if (self.bulk or self.pending) and self.use_splice and not self.end:
@@ -259,7 +263,7 @@ class Direction:
 
 
 class Session:
-    __slots__ = ("__weakref__", "attempts", "backend", "cause", "client", "client_addr", "config",
+    __slots__ = ("__weakref__", "attempts", "backend", "backoffs", "cause", "client", "client_addr", "config",
                  "connect_started", "connect_timer", "down", "hedge", "hedge_failed",
                  "hedge_timer", "hedged", "idle_slot", "last_active", "listener", "opened",
                  "reactor", "scheduled", "server_end", "state", "tried", "up")
@@ -274,6 +278,7 @@ class Session:
         self.backend: Backend | None = None
         self.tried: list[Backend] = _NO_TRIES  # a list of its own from the first connect on
         self.attempts = 0
+        self.backoffs = 0  # backoff steps waited before trying a backend again
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend
         self.down: Direction | None = None  # backend -> client
@@ -344,7 +349,7 @@ class Session:
         if self.state != CONNECTING or self.server_end is None or self.hedge is not None:
             return
         group = self.listener.group
-        candidate = group.choose(self.tried)
+        candidate = group.choose(self.tried, last_resort=False)
         if candidate is None or candidate is self.backend or not group.hedges.may_hedge(
                 candidate.name):
             return
@@ -435,10 +440,18 @@ class Session:
         self._retry_or_give_up()
 
     def _retry_or_give_up(self) -> None:
+        """A candidate this session has not tried yet is tried at once; a backoff step comes
+        only before trying again a backend it tried already."""
         retry = self.config.retry
         if self.attempts < retry.attempts:
-            delay = self.listener.group.retry_delay(self.attempts - 1)
+            group = self.listener.group
+            untried = group.choose(self.tried, untried_only=True)
+            if untried is not None:
+                self._connect(untried)
+                return
+            delay = group.retry_delay(self.backoffs)
             if self.reactor.now + delay < self.opened + retry.deadline:
+                self.backoffs += 1
                 # the client is held; its bytes wait in the kernel until a backend answers
                 self.connect_timer = self.reactor.call_later(delay, self._next_attempt)
                 return
@@ -587,6 +600,10 @@ class Session:
         if result == DONE:
             if not self.cause:  # who finished first
                 self.cause = "client_eof" if direction is up else "backend_eof"
+                if direction is not up and not direction.received() and self.backend is not None:
+                    # the backend said goodbye before a word: maybe unwell, a check decides
+                    self.listener.group.backend_ended(self.backend, reset=False, spoke=False,
+                                                      fin=True)
             assert up is not None and self.down is not None
             if up.shut and self.down.shut:
                 self.close(self.cause)
@@ -597,8 +614,10 @@ class Session:
 
     def _reset(self, from_client: bool) -> None:
         """One side reset: reset the other so its peer sees the failure too."""
-        if not from_client and self.backend is not None:
-            self.listener.group.traffic_failed(self.backend, "reset: connection reset by backend")
+        down = self.down
+        if not from_client and self.backend is not None and down is not None:
+            self.listener.group.backend_ended(self.backend, reset=True, spoke=down.received(),
+                                              fin=down.eof)
         self.close("client_reset" if from_client else "backend_reset",
                    reset_client=not from_client, reset_backend=from_client)
 

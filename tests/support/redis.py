@@ -28,9 +28,10 @@ def redis_port_of(host: str, port: int, timeout: float = 5.0) -> int:
 
 class RedisServer:
     def __init__(self, server_bin: str, port: int, workdir: str, host: str = "127.0.0.1",
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, extra: tuple[str, ...] = ()) -> None:
+        """`extra`: more redis-server options, e.g. ("--timeout", "1")."""
         self.cmd = [server_bin, "--port", str(port), "--bind", host, "--save", "",
-                    "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"]
+                    "--appendonly", "no", "--dir", workdir, "--protected-mode", "no", *extra]
         if netns:
             self.cmd = ["ip", "netns", "exec", netns, *self.cmd]
         self.host = host

@@ -177,3 +177,33 @@ def test_retrying_cycles_through_the_candidates_in_order(order, rounds):
     for _ in range(len(order) * rounds):
         tried.append(next_attempt(order, tried))
     assert tried == order * rounds
+
+
+# -- retry order and the last-resort gate ---------------------------------------------------
+
+
+def test_untried_only_gives_an_untried_candidate_or_none():
+    assert next_attempt([0, 1, 2], [0], untried_only=True) == 1
+    assert next_attempt([0, 1], [0, 1], untried_only=True) is None  # both tried: back off first
+    assert next_attempt([0, 1], [0, 1]) == 0  # after the backoff: the one tried longest ago
+
+
+def test_the_last_resort_gate_opens_once_per_backoff_step_on_a_fake_clock():
+    import random
+
+    import pytest
+
+    from relay.core.backoff import Backoff
+    from relay.core.candidates import LastResortGate
+
+    backoff = Backoff(0.05, 1.0, 2.0, 0.0)
+    gate, rng = LastResortGate(), random.Random(1)
+    taken = []
+    for ms in range(0, 3000):  # one client a millisecond for 3 s; every try fails
+        now = ms / 1000
+        if gate.take(now, backoff, rng):
+            taken.append(round(now, 3))
+            gate.failed()
+    assert taken == pytest.approx([0.0, 0.05, 0.15, 0.35, 0.75, 1.55, 2.55], abs=0.005)  # (a ms tick)
+    gate.succeeded()
+    assert gate.take(3.0, backoff, rng) and not gate.take(3.0, backoff, rng)

@@ -224,6 +224,15 @@ def test_a_successful_connect_resets_the_failure_count():
     assert h.up
 
 
+def test_a_successful_connect_does_not_undo_failed_checks():
+    """A backend that accepts connections but fails its checks still goes down."""
+    h = checked_up(fall=2)
+    assert h.check_failed(1.0, "reset") is None
+    h.traffic_succeeded(1.5)
+    transition = h.check_failed(2.0, "reset")
+    assert transition is not None and transition.to == "down"
+
+
 def test_a_traffic_failure_while_rising_restarts_the_rise():
     h = checked_down(rise=2)
     h.check_passed(1.0)
@@ -398,6 +407,7 @@ class Model:
     def __init__(self, initial):
         self.passes = 0  # consecutive passing checks
         self.failures = 0  # consecutive failures (checks or traffic)
+        self.check_failures = 0  # consecutive failed checks: a successful connect keeps them
         self.any_success = False
         self.initial = initial
 
@@ -464,16 +474,19 @@ def test_checks_and_traffic_change_the_state_no_faster_than_rise_and_fall_allow(
         before = h.up
         if event == "pass":
             model.passes += 1
-            model.failures = 0
+            model.failures = model.check_failures = 0
             transition = h.check_passed(now)
         elif event == "traffic_ok":
-            if before:  # a connect to an up backend refills it; a down one does not rise by traffic
-                model.failures = 0
+            if before:  # a connect to an up backend forgives traffic failures, not failed
+                # checks; a down one does not rise by traffic
+                model.failures = model.check_failures
             h.traffic_succeeded(now)
             transition = None
         else:
             model.failures += 1
             model.passes = 0
+            if event == "fail":
+                model.check_failures += 1
             fail = h.check_failed if event == "fail" else h.traffic_failed
             transition = fail(now, "refused")
         check_transition(model, before, transition, rise, fall)
