@@ -234,6 +234,17 @@ class BackendGroup:
         position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
         return None if position is None else backends[position]
 
+    def next_gate_opening(self) -> float | None:
+        """While no backend is available: when the first last-resort gate of a backend that
+        takes new sessions opens; None when none does (or one is available)."""
+        first: float | None = None
+        for b in self.backends:
+            if b.health.available:
+                return None
+            if b.health.admin == "ready" and (first is None or b.gate.opens_at < first):
+                first = b.gate.opens_at
+        return first
+
     def can_hedge_from(self, backend: Backend) -> bool:
         """Is there another backend a hedge could go to? (No timer for single-backend groups.)"""
         for b in self.backends:  # noqa: SIM110 (a plain loop: no generator per connection)

@@ -300,8 +300,16 @@ class Session:
 
     def _next_attempt(self) -> None:
         self.connect_timer = None
-        backend = self.listener.group.choose(self.tried)
+        group = self.listener.group
+        backend = group.choose(self.tried)
         if backend is None:
+            # nothing available and every last-resort gate closed: wait for the first to
+            # open (a check may also make a backend available meanwhile) within the deadline
+            opens = group.next_gate_opening()
+            if opens is not None and opens < self.opened + self.config.retry.deadline:
+                self.connect_timer = self.reactor.call_at(
+                    max(opens, self.reactor.now + 0.001), self._next_attempt)
+                return
             self.close("no_backend")
             return
         self._connect(backend)

@@ -157,3 +157,35 @@ def test_a_client_provoking_resets_leaves_a_single_backend_serving(start_relay):
         assert relay.count("backend_down") == 0
     finally:
         backend.close()
+
+
+def test_clients_held_while_every_gate_is_closed_are_served_when_a_backend_returns(start_relay):
+    """With nothing available, clients beyond the gate's one connect per step are held (up
+    to retry.deadline), not refused: when the backend comes back, every one is served."""
+    port = _closed_port()
+    relay = start_relay([{
+        "name": "t", "listen": "127.0.0.1:0",
+        "health": {"kind": "tcp", "interval": "200ms", "rise": 1, "fall": 1},
+        "retry": {"attempts": 4, "deadline": "8s", "backoff_initial": "100ms",
+                  "backoff_max": "300ms"},
+        "backends": [{"name": "only", "address": f"127.0.0.1:{port}"}]}])
+    relay.wait_event(lambda e: e.get("event") == "backend_down")
+    clients = [socket.create_connection(("127.0.0.1", relay.port()), timeout=10)
+               for _ in range(20)]
+    try:
+        time.sleep(0.5)  # the clients wait while the backend is away (several gate steps)
+        def echo(conn: socket.socket) -> None:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+        backend = ThreadServer(echo, port=port)  # the backend is back, on the same port
+        try:
+            for i, conn in enumerate(clients):
+                message = f"client {i}\n".encode()
+                conn.sendall(message)
+                assert conn.recv(100) == message
+        finally:
+            backend.close()
+    finally:
+        for conn in clients:
+            conn.close()
