@@ -320,7 +320,8 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
     name = t.require("name", _name)
     listen = t.require("listen", _listen_address)
     retry = _read_retry(t.table("retry", _RETRY_KEYS))
-    health = _read_health(t.table("health", _HEALTH_KEYS))
+    health_table = t.table("health", _HEALTH_KEYS)
+    health = _read_health(health_table)
     backends = _read_backends(t)
     d = ListenerConfig(name="", listen=Address("", 0), backends=())  # the defaults
     settings = ListenerConfig(
@@ -346,6 +347,9 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
         retry=retry,
         health=health,
     )
+    if health.send_proxy and t.ok("proxy_protocol") and settings.proxy_protocol == "off":
+        health_table.add("send_proxy", 'needs proxy_protocol = "v1" or "v2" on the listener '
+                         "(the header checks send is the one sessions send)")
     if t.ok("accept_proxy") and t.ok("trusted_proxies"):
         if settings.accept_proxy != "off" and not settings.trusted_proxies:
             t.add("trusted_proxies", f'is required when accept_proxy = "{settings.accept_proxy}" '

@@ -51,3 +51,9 @@ def test_bad_edge_keys(listener: str, path: str, message: str) -> None:
 def test_bad_send_proxy() -> None:
     problems = problems_of(config_with(tables='[listener.health]\nsend_proxy = "yes"'))
     assert [p.path for p in problems] == ["listener[0].health.send_proxy"]
+
+
+def test_send_proxy_needs_a_proxy_protocol() -> None:
+    problems = problems_of(config_with(tables="[listener.health]\nsend_proxy = true"))
+    assert [p.path for p in problems] == ["listener[0].health.send_proxy"]
+    assert "needs proxy_protocol" in problems[0].message
