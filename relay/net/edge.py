@@ -68,12 +68,10 @@ class Edge:
             self.limit = SourceLimit(config.max_connections_per_source)
         self.rejected: Counter[str] = previous.rejected if previous is not None else Counter()
         self.log_due = previous.log_due if previous is not None else 0.0
+        # nothing to check per connection (the common case: one test on the hot path)
+        self.plain = self.accept_proxy == "off" and self.policy.open and not self.limit.maximum
         self.header_version: Version = "any" if config.accept_proxy == "off" else config.accept_proxy
 
-    @property
-    def plain(self) -> bool:
-        """Nothing to check per connection (the common case: one test on the hot path)."""
-        return self.accept_proxy == "off" and self.policy.open and not self.limit.maximum
 
     def wants_header(self, host: str) -> bool:
         return self.accept_proxy != "off" and self.trusted.trusts(peer_address(host))
