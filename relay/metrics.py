@@ -110,7 +110,8 @@ class Metrics:
             group = listener.group
             self._add(self.accepted, (name,), listener.accepted)
             self._add_all(self.rejected, (name,), listener.rejected.items(),
-                          ("max_connections", "no_backend", "accept_error"))
+                          ("max_connections", "no_backend", "accept_error", "denied",
+                           "per_source", "proxy_header"))
             self.active_tier.labels(name).set(-1 if group.tiers.serving is None
                                               else group.tiers.serving)
             self._add(self.failovers, (name,), group.failovers)

@@ -22,6 +22,7 @@ else:  # pragma: no cover - Python 3.10 and older
 
 from relay.config.model import (
     HEDGE_AUTO,
+    AcceptProxy,
     Address,
     AdminConfig,
     BackendConfig,
@@ -40,6 +41,7 @@ from relay.config.model import (
     SpliceMode,
 )
 from relay.config.values import format_duration, parse_address, parse_duration, show_value
+from relay.core.access import parse_network
 from relay.errors import ConfigError, ConfigProblem
 
 T = TypeVar("T")
@@ -67,6 +69,11 @@ _LISTENER_KEYS = (
     "failback_delay",
     "drain_backup_after",
     "proxy_protocol",
+    "accept_proxy",
+    "trusted_proxies",
+    "allow",
+    "deny",
+    "max_connections_per_source",
     "access_log",
     "retry",
     "health",
@@ -85,6 +92,7 @@ _HEALTH_KEYS = (
     "expect",
     "path",
     "initial",
+    "send_proxy",
 )
 _BACKEND_KEYS = ("name", "address", "tier", "weight")
 
@@ -93,6 +101,7 @@ _HEALTH_KINDS: tuple[HealthKind, ...] = get_args(HealthKind)
 _INITIAL_STATES: tuple[InitialState, ...] = get_args(InitialState)
 _FAILBACKS: tuple[Failback, ...] = get_args(Failback)
 _PROXY_PROTOCOLS: tuple[ProxyProtocol, ...] = get_args(ProxyProtocol)
+_ACCEPT_PROXY: tuple[AcceptProxy, ...] = get_args(AcceptProxy)
 _SPLICE_MODES: tuple[SpliceMode, ...] = get_args(SpliceMode)
 _LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 _LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
@@ -311,7 +320,8 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
     name = t.require("name", _name)
     listen = t.require("listen", _listen_address)
     retry = _read_retry(t.table("retry", _RETRY_KEYS))
-    health = _read_health(t.table("health", _HEALTH_KEYS))
+    health_table = t.table("health", _HEALTH_KEYS)
+    health = _read_health(health_table)
     backends = _read_backends(t)
     d = ListenerConfig(name="", listen=Address("", 0), backends=())  # the defaults
     settings = ListenerConfig(
@@ -327,10 +337,25 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
         failback_delay=t.get("failback_delay", _duration(), d.failback_delay),
         drain_backup_after=t.get("drain_backup_after", _duration_or_off(), d.drain_backup_after),
         proxy_protocol=t.get("proxy_protocol", _choice(_PROXY_PROTOCOLS), d.proxy_protocol),
+        accept_proxy=t.get("accept_proxy", _choice(_ACCEPT_PROXY), d.accept_proxy),
+        trusted_proxies=t.get("trusted_proxies", _networks, d.trusted_proxies),
+        allow=t.get("allow", _networks, d.allow),
+        deny=t.get("deny", _networks, d.deny),
+        max_connections_per_source=t.get("max_connections_per_source", _integer(0),
+                                         d.max_connections_per_source),
         access_log=t.get("access_log", _boolean, d.access_log),
         retry=retry,
         health=health,
     )
+    if health.send_proxy and t.ok("proxy_protocol") and settings.proxy_protocol == "off":
+        health_table.add("send_proxy", 'needs proxy_protocol = "v1" or "v2" on the listener '
+                         "(the header checks send is the one sessions send)")
+    if t.ok("accept_proxy") and t.ok("trusted_proxies"):
+        if settings.accept_proxy != "off" and not settings.trusted_proxies:
+            t.add("trusted_proxies", f'is required when accept_proxy = "{settings.accept_proxy}" '
+                  "(whose PROXY headers may be believed?)")
+        elif settings.accept_proxy == "off" and settings.trusted_proxies:
+            t.add("trusted_proxies", 'only used when accept_proxy is not "off"')
     if name is None or listen is None or backends is None:
         return None
     return settings
@@ -380,6 +405,7 @@ def _read_health(t: _Table) -> HealthConfig:
         send=send,
         expect=expect,
         path=path,
+        send_proxy=t.get("send_proxy", _boolean, d.send_proxy),
         initial=t.get("initial", _choice(_INITIAL_STATES), d.initial),
     )
 
@@ -604,6 +630,22 @@ def _listen_address(value: object) -> Address:
 
 def _backend_address(value: object) -> Address:
     return parse_address(value, allow_port_zero=False)
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    """A list of CIDRs (or single addresses), kept as normalised text."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of CIDR strings, got {show_value(value)}")
+    networks: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"must be a list of CIDR strings, got {show_value(item)} in it")
+        try:
+            networks.append(str(parse_network(item)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a CIDR such as \"10.0.0.0/8\" or \"::1/128\" "
+                             "(host bits must be zero)") from None
+    return tuple(networks)
 
 
 def _utf8_bytes(value: object) -> bytes:

@@ -13,6 +13,7 @@ Balance = Literal["first", "round_robin", "least_conn"]
 HealthKind = Literal["tcp", "send_expect", "http", "none"]
 Failback = Literal["auto", "manual"]
 ProxyProtocol = Literal["off", "v1", "v2"]
+AcceptProxy = Literal["off", "v1", "v2", "any"]
 SpliceMode = Literal["auto", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -70,6 +71,7 @@ class HealthConfig:
     send: bytes | None = None
     expect: bytes | None = None
     path: str = "/"
+    send_proxy: bool = False  # checks start with a PROXY header (v2: LOCAL) too
     initial: InitialState = "up"  # state before the first check: "up" serves at once after a restart
 
 
@@ -95,6 +97,11 @@ class ListenerConfig:
     failback_delay: float = 10.0
     drain_backup_after: float | None = None
     proxy_protocol: ProxyProtocol = "off"
+    accept_proxy: AcceptProxy = "off"
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose PROXY headers are believed
+    allow: tuple[str, ...] = ()  # CIDRs; empty = everyone
+    deny: tuple[str, ...] = ()  # CIDRs; deny wins over allow
+    max_connections_per_source: int = 0  # 0 = no limit
     access_log: bool = False
     retry: RetryConfig = field(default_factory=RetryConfig)
     health: HealthConfig = field(default_factory=HealthConfig)

@@ -14,6 +14,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from relay.config.model import HealthConfig
+from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT
 
@@ -38,6 +39,8 @@ class Checker:
         self.request = b""
         self.stopped = False
         self.confirming = False  # an early check failed: check again soon until decided
+        # send_proxy: a backend that requires PROXY headers rejects checks without one
+        self.proxy = group.config.proxy_protocol if config.send_proxy else "off"
         if config.kind == "send_expect":
             self.request = config.send or b""
         elif config.kind == "http":
@@ -107,15 +110,18 @@ class Checker:
                 self._done(False, _describe(err))
                 return
             self.connected = True
-            if self.config.kind == "tcp":
-                self._done(True, "")
-                return
-            if self.request:
+            request = self.request
+            if self.proxy != "off":
+                request = self._proxy_header(sock) + request
+            if request:
                 try:
-                    sock.send(self.request)  # a few bytes: fits any socket buffer
+                    sock.send(request)  # a few bytes: fits any socket buffer
                 except OSError as exc:
                     self._done(False, _describe(exc.errno or 0))
                     return
+            if self.config.kind == "tcp":
+                self._done(True, "")
+                return
             self.reactor.modify(fd, EPOLLIN)
             return
         try:
@@ -127,6 +133,16 @@ class Checker:
             return
         self.reply += data
         self._judge(eof=not data)
+
+    def _proxy_header(self, sock: _socket.socket) -> bytes:
+        """v2: LOCAL (relay speaks for itself); v1 has no LOCAL, so the check's own addresses."""
+        if self.proxy == "v2":
+            return encode_v2(None, None)
+        try:
+            local, peer = sock.getsockname(), sock.getpeername()
+        except OSError:
+            return b"PROXY UNKNOWN\r\n"
+        return encode_v1((local[0], local[1]), (peer[0], peer[1]))
 
     def _judge(self, eof: bool) -> None:
         if self.config.kind == "send_expect":

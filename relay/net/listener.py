@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from relay.config.model import ListenerConfig
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
+from relay.net.edge import Edge, HeaderReader, log_rejections, reset_and_close
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr, listening_socket
-from relay.net.session import Session
+from relay.net.session import Origin, Session
 
 if TYPE_CHECKING:
     from relay.net.buffers import BufferPool
@@ -58,6 +59,7 @@ class Listener:
         self.active = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.edge = Edge(config)
         self.closed_durations: list[float] = []  # seconds, until the metrics take them
         self._paused = False
         self._pause_logged = False
@@ -93,6 +95,7 @@ class Listener:
     def reconfigure(self, config: ListenerConfig) -> None:
         """New settings for new sessions; open sessions keep the ones they started with."""
         self.config = config
+        self.edge = Edge(config, self.edge)
         self.use_splice = self.server.use_splice
 
     def close(self) -> None:
@@ -133,14 +136,58 @@ class Listener:
             client.close()
             return
         client.setblocking(False)
+        origin = None
+        edge = self.edge
+        if not edge.plain:
+            if edge.wants_header(addr[0]):  # counted as active while its header is awaited
+                self.active += 1
+                server.active += 1
+                HeaderReader(self, client, addr)
+                return
+            origin = self._admitted(client, addr, None)
+            if origin is None:
+                return
         self.active += 1
         server.active += 1
+        self._open(client, addr, origin)
+
+    def _open(self, client: _socket.socket, addr: tuple[str, int], origin: Origin | None) -> None:
         peer = f"{addr[0]}:{addr[1]}"
-        session = Session(self, client, peer)
-        server.sessions.add(session)
+        session = Session(self, client, peer, origin)
+        self.server.sessions.add(session)
         if log.debug_enabled:
             log.debug("session_open", listener=self.name, client=peer)
         session.start()
+
+    def _admitted(self, client: _socket.socket, source: tuple[str, int],
+                  destination: tuple[str, int] | None) -> Origin | None:
+        """allow/deny and the per-source limit, for the client's own address or the one a
+        trusted PROXY header gave; None (the client reset and counted) when refused."""
+        reason = self.edge.refuses(source[0])
+        if reason is not None:
+            self._reject(client, reason, f"{source[0]}: {reason}")
+            return None
+        return Origin(source, destination, bool(self.edge.limit.maximum))
+
+    def _reject(self, client: _socket.socket, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        log_rejections(self.name, self.edge, self.reactor.now, reason, detail)
+        reset_and_close(client)
+
+    def header_read(self, client: _socket.socket, source: tuple[str, int],
+                    destination: tuple[str, int] | None) -> None:
+        """A trusted client's PROXY header is in: from here on it is the client it names."""
+        origin = self._admitted(client, source, destination)
+        if origin is None:
+            self.active -= 1
+            self.server.active -= 1
+            return
+        self._open(client, source, origin)
+
+    def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None:
+        self.active -= 1
+        self.server.active -= 1
+        self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
 
     def out_of_fds(self, exc: OSError) -> None:
         """A session could not get a socket: every listener rests, as on EMFILE at accept."""
@@ -189,6 +236,9 @@ class Listener:
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
         self.active -= 1
+        origin = session.origin
+        if origin is not None and origin.counted:
+            self.edge.limit.release(origin.source[0])
         self.server.session_closed(session)
         backend = session.backend
         up = session.up.bytes if session.up else 0

@@ -18,6 +18,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from relay.config.model import HEDGE_AUTO
+from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import connect
 from relay.net.hedge import Hedge, Loser, hand_over
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
@@ -262,14 +263,30 @@ class Direction:
             self.start = self.end = 0
 
 
+class Origin:
+    """Where a client really comes from, when the listener's edge looked: its address (or the
+    one a trusted PROXY header gave), the address it connected to as that header says, and
+    whether it holds a place in the per-source limit."""
+
+    __slots__ = ("counted", "destination", "source")
+
+    def __init__(self, source: tuple[str, int], destination: tuple[str, int] | None,
+                 counted: bool) -> None:
+        self.source = source
+        self.destination = destination
+        self.counted = counted
+
+
 class Session:
     __slots__ = ("__weakref__", "attempts", "backend", "backoffs", "cause", "client", "client_addr", "config",
                  "connect_started", "connect_timer", "down", "hedge", "hedge_failed",
                  "hedge_timer", "hedged", "idle_slot", "last_active", "listener", "opened",
-                 "reactor", "scheduled", "server_end", "state", "tried", "up")
+                 "origin", "reactor", "scheduled", "server_end", "state", "tried", "up")
 
-    def __init__(self, listener: Listener, client: _socket.socket, client_addr: str) -> None:
+    def __init__(self, listener: Listener, client: _socket.socket, client_addr: str,
+                 origin: Origin | None = None) -> None:
         self.listener = listener
+        self.origin = origin
         self.config = listener.config  # a reload changes the listener's, not this session's
         self.reactor = listener.reactor
         self.client = End(client)
@@ -480,6 +497,8 @@ class Session:
             hedge.session = None
             hand_over(hedge)
             self._hedge_outcome("primary_won", hedge.backend.name, False)
+        if self.config.proxy_protocol != "off" and not self._send_proxy_header(server_end):
+            return
         self.state = RELAYING
         self.tried = _NO_TRIES  # no more attempts: one list less per open session
         seconds = self.reactor.now - self.connect_started
@@ -499,6 +518,31 @@ class Session:
         if idle is not None:
             self.listener.idle.join(self, self.last_active + idle, idle)
         self._pump(1, server_end.readable)  # the backend has rarely said anything yet
+
+    def _send_proxy_header(self, server_end: End) -> bool:
+        """The PROXY header goes first, before any byte of the client's; False if the backend
+        would not take it (the session is closed)."""
+        origin = self.origin
+        header = b""
+        try:
+            if origin is not None:
+                source, destination = origin.source, origin.destination
+            else:
+                source, destination = self.client.sock.getpeername()[:2], None
+            if destination is None:
+                destination = self.client.sock.getsockname()[:2]
+            if self.config.proxy_protocol == "v1":
+                header = encode_v1(source, destination)
+            else:
+                header = encode_v2(source, destination)
+            # a fresh connection's send buffer is empty: a header of at most 108 bytes fits
+            sent = server_end.sock.send(header)
+        except OSError:
+            sent = -1
+        if sent != len(header) or not header:
+            self.close("backend_reset", reset=True)
+            return False
+        return True
 
     # -- events -----------------------------------------------------------
 

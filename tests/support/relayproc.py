@@ -25,10 +25,13 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
             return "true" if v else "false"
         if isinstance(v, str):
             return json.dumps(v)
+        if isinstance(v, list):  # a list of strings or numbers (TOML arrays read like JSON's)
+            return "[" + ", ".join(value(item) for item in v) + "]"
         return str(v)
 
     def table(d: dict[str, object]) -> list[str]:
-        return [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, (dict, list))]
+        return [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict)
+                and not (isinstance(v, list) and v and isinstance(v[0], dict))]
 
     rt = {"log_format": "json", "log_level": "info", "shutdown_grace": "5s"}
     rt.update(runtime or {})
