@@ -110,12 +110,12 @@ class Reactor:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
-        # for the hot path of sessions, one call less per socket than register(): add_fd(fd,
-        # mask) then handlers[fd] = handler; and handlers.pop(fd) before closing a socket that
-        # was never dup'd or shared (closing its last reference takes it out of epoll, which
-        # saves the epoll_ctl of unregister())
-        self.add_fd = self._epoll.register
+        # for the hot path of sessions: handlers.pop(fd) before closing a socket that was never
+        # dup'd or shared (closing its last reference takes it out of epoll, which saves the
+        # epoll_ctl of unregister())
         self.handlers = self._handlers
+        # fds registered while the current batch of events is being dispatched (see run())
+        self._fresh: set[int] = set()
         self._timers = TimerHeap()
         self._soon: deque[Callable[[], None]] = deque()
         self._signals: _SignalPipe | None = None
@@ -129,6 +129,7 @@ class Reactor:
     def register(self, fd: int, mask: int, handler: Handler) -> None:
         self._epoll.register(fd, mask)
         self._handlers[fd] = handler
+        self._fresh.add(fd)
 
     def modify(self, fd: int, mask: int) -> None:
         self._epoll.modify(fd, mask)
@@ -181,6 +182,7 @@ class Reactor:
         handlers = self._handlers
         timers = self._timers
         soon = self._soon
+        fresh = self._fresh
         monotonic = time.monotonic
         while self._running:
             entries = timers.entries  # (when, seq, timer), a heap: looked at without a call
@@ -194,7 +196,17 @@ class Reactor:
             events = poll(timeout, MAX_EVENTS)
             self.now = now = monotonic()
             self.iterations += 1
+            # Pitfall: handlers close sockets in the middle of a batch, and the kernel hands the
+            # lowest free number to the next socket opened, maybe in the same batch (a session's
+            # backend connect). An event later in the batch for that number was about the old
+            # socket: delivered to the new handler, a stale EPOLLOUT would tell a connecting
+            # session it is connected. So events for fds registered during this batch are
+            # skipped: epoll reports a new registration's own readiness at the next poll.
+            if fresh:
+                fresh.clear()
             for fd, mask in events:
+                if fresh and fd in fresh:
+                    continue
                 handler = handlers.get(fd)
                 if handler is not None:
                     try:

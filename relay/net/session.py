@@ -309,8 +309,7 @@ class Session:
         self.scheduled = False
         self.cause = ""
         reactor = self.reactor
-        reactor.add_fd(self.client.fd, _MASK)
-        reactor.handlers[self.client.fd] = self
+        reactor.register(self.client.fd, _MASK, self)
 
 
     # -- connecting -------------------------------------------------------
@@ -352,8 +351,7 @@ class Session:
             self._connect_failed(err)
             return
         reactor = self.reactor
-        reactor.add_fd(self.server_end.fd, _MASK)
-        reactor.handlers[self.server_end.fd] = self
+        reactor.register(self.server_end.fd, _MASK, self)
         config = self.config
         left = self.opened + config.retry.deadline - self.reactor.now
         self.connect_timer = self.reactor.call_later(
