@@ -25,10 +25,12 @@ def prepare(path: str) -> RunConfig:
 
 
 def resolve_all(config: Config) -> dict[str, SockAddr]:
-    """Resolve every listen and backend address; unresolvable ones are ConfigErrors."""
+    """Resolve every listen (admin's too) and backend address; unresolvable ones are
+    ConfigErrors."""
     resolved: dict[str, SockAddr] = {}
     problems: list[ConfigProblem] = []
-    wanted = [(f"listener[{i}].listen", lc.listen, True) for i, lc in enumerate(config.listeners)]
+    wanted = [("admin.listen", config.admin.listen, True)]
+    wanted += [(f"listener[{i}].listen", lc.listen, True) for i, lc in enumerate(config.listeners)]
     wanted += [
         (f"listener[{i}].backend[{j}].address", bc.address, False)
         for i, lc in enumerate(config.listeners)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING
 
 from relay.config.model import BackendConfig, ListenerConfig
@@ -23,6 +23,18 @@ from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.tiers import FailbackRefused, TierChange, TierSelector
 from relay.logs import log
 from relay.net.checker import Checker
+from relay.net.counts import (
+    BACKEND_FIELDS,
+    CONNECT_BUCKETS,
+    CONNECT_ERRORS,
+    DOWN,
+    UP,
+    Counts,
+    HistogramCounts,
+    Tally,
+    new_counts,
+)
+from relay.net.counts import B as FIELDS
 from relay.net.resolve import ResolveError, SockAddr, resolve
 
 if TYPE_CHECKING:
@@ -48,10 +60,9 @@ class Backend:
                                             initial=h.initial)
         self.sessions: set[Session] = set()
         self.checker: Checker | None = None
-        self.bytes_up = 0  # client -> backend, of sessions closed so far
-        self.bytes_down = 0
-        self.connect_errors: Counter[str] = Counter()
-        self.connect_times: list[float] = []  # seconds, until the metrics take them
+        self.counts: Counts = new_counts(BACKEND_FIELDS)  # see relay.net.counts
+        self.connect_errors = Tally(self, "errors", CONNECT_ERRORS, FIELDS)
+        self.connect_seconds = HistogramCounts(self, "connect", CONNECT_BUCKETS, FIELDS)
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
         self.estimate = ConnectEstimate()  # its usual connect time, for hedging
@@ -65,6 +76,23 @@ class Backend:
         self.tier = config.tier
         self.target = target
         self.health.reconfigure(h.rise, h.fall, h.interval, h.down_backoff_max)
+
+    @property
+    def bytes_up(self) -> int:
+        """Client -> backend, of sessions closed so far."""
+        return self.counts[UP]
+
+    @bytes_up.setter
+    def bytes_up(self, value: int) -> None:
+        self.counts[UP] = value
+
+    @property
+    def bytes_down(self) -> int:
+        return self.counts[DOWN]
+
+    @bytes_down.setter
+    def bytes_down(self, value: int) -> None:
+        self.counts[DOWN] = value
 
     @property
     def active(self) -> int:
@@ -116,7 +144,7 @@ class BackendGroup:
         self.failovers = 0
         self._static_order: list[int] | None = None
         self.hedges = HedgeBudget(limit=HEDGES_IN_FLIGHT)
-        self.hedge_outcomes: Counter[str] = Counter()  # primary_won / hedge_won / both_failed
+        self.hedge_outcomes: MutableMapping[str, int] = Counter()  # primary_won / hedge_won / both_failed
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.refresh_tiers()

@@ -54,6 +54,7 @@ class RelayServer:
         self.inherited = inherited or {}
         self.on_beat: Callable[[], None] | None = None
         self.extra_status: Callable[[], dict[str, object]] | None = None
+        self.extra_problems: Callable[[], list[str]] | None = None  # /readyz (workers)
         self.remote_sessions = 0  # with workers: the sessions they hold (supervisor's view)
         self.reactor = Reactor()
         self.started = time.time()
@@ -192,6 +193,8 @@ class RelayServer:
         for listener in self.listeners:
             if not any(b.health.up and b.health.admin == "ready" for b in listener.group.backends):
                 problems.append(f"listener {listener.name}: no backend up")
+        if self.extra_problems is not None:
+            problems += self.extra_problems()
         return problems
 
     def _beat(self) -> None:
