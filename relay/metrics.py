@@ -187,7 +187,7 @@ class Metrics:
                 self._reported.discard(key)
                 continue
             self._flush_backend(key[0], backend)
-            if backend.active == 0:
+            if backend.active == 0 and not backend.remote_pending:
                 self._final.add(key)
         self._backends.update(present)
 

@@ -226,7 +226,10 @@ class Supervisor:
         for listener in self.server.listeners:
             listener.group.publish = self._publish
         after = {(lst.name, b.name) for lst in self.server.listeners for b in lst.group.backends}
-        self.ghosts.update((key, b) for key, b in before.items() if key not in after)
+        for key, backend in before.items():
+            if key not in after:
+                backend.remote_pending = True  # until no worker that knows it is left
+                self.ghosts[key] = backend
         for worker in self._alive():
             worker.retired = True
         self.generation += 1
@@ -341,6 +344,7 @@ class Supervisor:
                 ghost.counts = total[key]
             ghost.remote_active = active[key]
             if key not in known:  # no live worker has it: its counts are final
+                ghost.remote_pending = False
                 del self.ghosts[key]
                 self.base.pop(key, None)
 

@@ -67,6 +67,7 @@ class Backend:
         self.transitions: Counter[str] = Counter()  # up / down
         self.estimate = ConnectEstimate()  # its usual connect time, for hedging
         self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
+        self.remote_pending = False  # ... and a worker may hold some its last report missed
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
                     listener_config: ListenerConfig) -> None:

@@ -227,6 +227,7 @@ class RelayServer:
         (or a new address cannot be bound). Sessions in flight are never cut."""
         if self.stopping:
             return False
+        self.metrics.flush(self)  # a backend the reload removes has series to keep till it idles
         try:
             ready = prepare(path)
             self._apply(ready)
