@@ -16,10 +16,11 @@ from typing import Any
 
 from relay import __version__
 from relay.config import Config, load_config
+from relay.config.load import MAX_WORKERS
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
 from relay.net.server import RelayServer
-from relay.runconfig import prepare, resolve_all
+from relay.runconfig import prepare
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "conf/relay.toml"
@@ -60,8 +61,7 @@ def summary(config: Config) -> str:
 
 
 def cmd_check(path: str) -> int:
-    config = load_config(path)
-    resolve_all(config)
+    config = prepare(path).config  # what `run` needs: addresses resolved, the token read
     print(summary(config))
     return EXIT_OK
 
@@ -87,7 +87,7 @@ def cmd_run(path: str) -> int:
     config = ready.config
     log.configure(config.runtime.log_format, config.runtime.log_level)
     _raise_fd_limit(config)
-    workers = config.runtime.workers or os.cpu_count() or 1
+    workers = config.runtime.workers or min(os.cpu_count() or 1, MAX_WORKERS)
     if workers > 1:
         from relay.supervisor import Supervisor
 

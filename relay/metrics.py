@@ -1,13 +1,15 @@
 """Prometheus metrics of product.md section 6.
 
-The data path counts in plain fields (sessions, backends, listeners); ``flush``
-turns those into prometheus_client metrics: deltas for counters, values for
-gauges, queued samples for histograms. It runs once a second and right before
-every scrape, so /metrics is never stale and totals are exact once sessions close.
+The data path counts in plain fields (relay.net.counts: listeners, backends); ``flush``
+turns those into prometheus_client metrics: deltas for counters and histogram buckets,
+values for gauges. It runs once a second and right before every scrape, so /metrics is
+never stale and totals are exact once sessions close. CONNECT_BUCKETS and
+DURATION_BUCKETS are defined with the counts that use them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -25,12 +27,19 @@ from prometheus_client import (
 )
 
 from relay.core.health import ADMIN_STATES
+from relay.net.counts import (
+    CONNECT_BUCKETS,
+    CONNECT_ERRORS,
+    DURATION_BUCKETS,
+    HEDGE_OUTCOMES,
+    REJECT_REASONS,
+    HistogramCounts,
+)
 
 if TYPE_CHECKING:
+    from relay.net.backends import Backend
     from relay.net.server import RelayServer
 
-CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise
@@ -87,6 +96,10 @@ class Metrics:
         self.reloads = Counter("relay_config_reloads", "Configuration reloads, by result.",
                                ["result"], registry=r)
         self._seen: dict[tuple[object, ...], float] = {}  # last value flushed, per counter child
+        self._hist_seen: dict[tuple[object, ...], tuple[list[int], int]] = {}
+        self._backends: dict[tuple[str, str], Backend] = {}  # every backend with series
+        self._final: set[tuple[str, str]] = set()  # removed, sessions all closed
+        self._reported: set[tuple[str, str]] = set()  # ... and a scrape has shown that
 
     def _add(self, metric: Counter, labels: tuple[str, ...], total: float) -> None:
         """Bring a counter child up to `total` (a running total kept by the data path)."""
@@ -103,51 +116,108 @@ class Metrics:
         for label, total in values.items():
             self._add(metric, (*labels, label), total)
 
+    def _add_histogram(self, metric: Histogram, labels: tuple[str, ...],
+                       counts: HistogramCounts) -> None:
+        """Bring a histogram child up to the bucket counts and sum the data path keeps."""
+        key = (metric, *labels)
+        buckets, total = counts.buckets(), counts.owner.counts[counts.sum_slot]
+        seen_buckets, seen_total = self._hist_seen.get(key, ([0] * len(buckets), 0))
+        child = metric.labels(*labels)
+        inner = getattr(child, "_buckets", None)
+        inner_sum = getattr(child, "_sum", None)
+        if inner is None or inner_sum is None or len(inner) != len(buckets):
+            bounds = (*counts.bounds, counts.bounds[-1])  # (+Inf samples at the last bound)
+            for bound, now, before in zip(bounds, buckets, seen_buckets, strict=True):
+                for _ in range(max(now - before, 0)):
+                    child.observe(bound)
+        else:
+            for value, now, before in zip(inner, buckets, seen_buckets, strict=True):
+                if now > before:
+                    value.inc(now - before)
+            if total > seen_total:
+                inner_sum.inc((total - seen_total) / 1e9)
+        self._hist_seen[key] = ([max(a, b) for a, b in zip(buckets, seen_buckets, strict=True)],
+                                max(total, seen_total))
+
     def flush(self, server: RelayServer) -> None:
         self._add_all(self.reloads, (), server.reloads.items(), ("success", "failure"))
+        present: dict[tuple[str, str], Backend] = {}
         for listener in server.listeners:
             name = listener.name
             group = listener.group
             self._add(self.accepted, (name,), listener.accepted)
-            self._add_all(self.rejected, (name,), listener.rejected.items(),
-                          ("max_connections", "no_backend", "accept_error", "denied",
-                           "per_source", "proxy_header"))
+            self._add_all(self.rejected, (name,), listener.rejected.items(), REJECT_REASONS)
             self.active_tier.labels(name).set(-1 if group.tiers.serving is None
                                               else group.tiers.serving)
             self._add(self.failovers, (name,), group.failovers)
             self.max_connections.labels(name).set(listener.config.max_connections)
-            self._add_all(self.hedges, (name,), group.hedge_outcomes.items(),
-                          ("primary_won", "hedge_won", "both_failed"))
-            durations = listener.closed_durations
-            child = self.session_seconds.labels(name)  # present (at zero) from the start
-            if durations:
-                observe_many(child, durations)
-                durations.clear()
+            self._add_all(self.hedges, (name,), group.hedge_outcomes.items(), HEDGE_OUTCOMES)
+            self._add_histogram(self.session_seconds, (name,), listener.durations)
             for backend in group.backends:
-                b = backend.name
-                up, down = backend.bytes_total()
-                self._add(self.bytes, (name, b, "upstream"), up)
-                self._add(self.bytes, (name, b, "downstream"), down)
-                self.active.labels(name, b).set(backend.active)
-                self.backend_up.labels(name, b).set(1 if backend.health.up else 0)
+                present[(name, backend.name)] = backend
+                self._flush_backend(name, backend)
+                self.backend_up.labels(name, backend.name).set(1 if backend.health.up else 0)
                 for state in ADMIN_STATES:
-                    self.admin_state.labels(name, b, state).set(
+                    self.admin_state.labels(name, backend.name, state).set(
                         1 if backend.health.admin == state else 0)
-                self._add_all(self.connect_errors, (name, b), backend.connect_errors.items(),
-                              ("refused", "timeout", "unreachable", "reset", "dns", "other"))
-                self._add_all(self.checks, (name, b), backend.checks.items(),
+                self._add_all(self.checks, (name, backend.name), backend.checks.items(),
                               ("success", "failure"))
-                self._add_all(self.transitions, (name, b), backend.transitions.items(),
-                              ("up", "down"))
-                self._add(self.resolve_failures, (name, b), backend.resolve_failures)
-                child = self.connect_seconds.labels(name, b)
-                if backend.connect_times:
-                    observe_many(child, backend.connect_times)
-                    backend.connect_times.clear()
+                self._add_all(self.transitions, (name, backend.name),
+                              backend.transitions.items(), ("up", "down"))
+                self._add(self.resolve_failures, (name, backend.name), backend.resolve_failures)
+        self._flush_removed(present)
+
+    def _flush_backend(self, name: str, backend: Backend) -> None:
+        """What a backend's sessions count (also of one a reload removed, until they close)."""
+        b = backend.name
+        up, down = backend.bytes_total()
+        self._add(self.bytes, (name, b, "upstream"), up)
+        self._add(self.bytes, (name, b, "downstream"), down)
+        self.active.labels(name, b).set(backend.active)
+        self._add_all(self.connect_errors, (name, b), backend.connect_errors.items(),
+                      CONNECT_ERRORS)
+        self._add_histogram(self.connect_seconds, (name, b), backend.connect_seconds)
+
+    def _flush_removed(self, present: dict[tuple[str, str], Backend]) -> None:
+        """A backend that a reload removed or renamed keeps its series while sessions are
+        open on it (their bytes are counted when they close); once the last one has closed
+        and a scrape has shown its final values, its series go."""
+        for key, backend in list(self._backends.items()):
+            if present.get(key) is backend:
+                continue
+            if key in present or key in self._reported:
+                self._remove_series(*key)
+                del self._backends[key]
+                self._final.discard(key)
+                self._reported.discard(key)
+                continue
+            self._flush_backend(key[0], backend)
+            if backend.active == 0 and not backend.remote_pending:
+                self._final.add(key)
+        self._backends.update(present)
+
+    def _remove_series(self, listener: str, backend: str) -> None:
+        labelled: list[tuple[Counter | Gauge | Histogram, tuple[str, ...]]] = [
+            (self.active, ()), (self.backend_up, ()), (self.connect_seconds, ()),
+            (self.resolve_failures, ()),
+            *((self.bytes, (d,)) for d in ("upstream", "downstream")),
+            *((self.admin_state, (s,)) for s in ADMIN_STATES),
+            *((self.connect_errors, (r,)) for r in CONNECT_ERRORS),
+            *((self.checks, (r,)) for r in ("success", "failure")),
+            *((self.transitions, (t,)) for t in ("up", "down")),
+        ]
+        for metric, rest in labelled:
+            labels = (listener, backend, *rest)
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
+            self._seen.pop((metric, *labels), None)
+            self._hist_seen.pop((metric, *labels), None)
 
     def render(self, server: RelayServer) -> bytes:
         self.flush(server)
-        return generate_latest(self.registry)
+        text = generate_latest(self.registry)
+        self._reported |= self._final  # removed backends' final values have been shown
+        return text
 
 
 

@@ -3,11 +3,16 @@
 The supervisor binds every listening socket once and hands the same sockets to each
 worker (one accept queue per listener: no SO_REUSEPORT, so a worker that dies loses
 no queued connection — the others accept them). It alone checks health and serves
-the admin API; workers mirror its health decisions over a channel and send their
-counters, which it sums for /metrics and /status (a dead worker's counters are kept,
-its gauges dropped). It restarts a worker that dies (backoff when it keeps dying),
-forwards SIGTERM, reloads on SIGHUP by starting a new generation of workers on the
-new configuration while the old one drains, and exits 0 once every worker is gone.
+the admin API; workers mirror its health decisions over a channel. Each worker starts
+from the configuration the supervisor is running (its validated text and resolved
+addresses, on an inherited descriptor), never from the file. Workers count into files
+mapped in memory that the supervisor sums for /metrics (relay.net.counts): a dead
+worker's last values stay in the totals and its file goes, as prometheus_client's
+mark_process_dead does. It restarts a worker that dies (backoff when it keeps dying)
+and /readyz says 503 while fewer run than configured; it forwards SIGTERM, reloads on
+SIGHUP by starting a new generation of workers on the new configuration (each old
+worker drains once its successor is ready), and exits 0 once every worker is gone.
+Workers are spawned one per loop turn, so a signal is handled between two spawns.
 In the shape of gunicorn's arbiter: signal handlers only record; the loop acts.
 """
 
@@ -15,18 +20,22 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections import Counter
+import tempfile
+from collections import Counter, deque
 from typing import Any
 
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
 from relay.net.channel import Channel
+from relay.net.counts import Key, read_counts, settled
 from relay.net.server import RelayServer
 from relay.runconfig import RunConfig
+from relay.worker import running_config
 
 QUICK_DEATH = 10.0  # a worker that dies sooner than this after its start is restarted with backoff
 MAX_BACKOFF = 30.0
@@ -34,14 +43,18 @@ MAX_BACKOFF = 30.0
 
 class Worker:
     def __init__(self, slot: int, generation: int, proc: subprocess.Popen[bytes],
-                 channel: Channel, started: float) -> None:
+                 channel: Channel, started: float, counts: str) -> None:
         self.slot = slot
         self.generation = generation
         self.proc = proc
         self.channel = channel
         self.started = started
+        self.counts = counts  # the file its counters live in
         self.stats: dict[str, Any] = {}
-        self.retired = False  # told to drain (stop or reload): not restarted
+        self.ready = False  # it said it serves
+        self.failure = ""  # why it could not start, as it said
+        self.retired = False  # to drain (stop or reload): not restarted
+        self.told = False  # SIGTERM sent
         self.gone = False
 
 
@@ -54,9 +67,14 @@ class Supervisor:
         self.reactor = self.server.reactor
         self.workers: list[Worker] = []
         self.generation = 0
+        self.spawned = 0
+        self.pending: deque[int] = deque()  # slots waiting for their worker to be spawned
         self.deaths: Counter[int] = Counter()  # quick deaths in a row, per slot
-        self.base: dict[str, Any] = {}  # counters of workers that are gone
+        self.counts_dir = tempfile.mkdtemp(prefix="relay-counts-")
+        self.base: dict[Key, list[int]] = {}  # counters of workers that are gone
+        self.ghosts: dict[Key, Backend] = {}  # backends a reload removed, still on old workers
         self.server.extra_status = self._status
+        self.server.extra_problems = self._shortfall
 
     def open(self) -> None:
         self.server.open()
@@ -73,8 +91,7 @@ class Supervisor:
             listener.group.publish = self._publish
         self.server.on_beat = self._sum
         self.server.start()
-        for slot in range(self.count):
-            self.spawn(slot)
+        self.spawn_all()
         log.info("supervisor_started", workers=self.count, pid=os.getpid())
         try:
             r.run()
@@ -84,30 +101,57 @@ class Supervisor:
                     worker.proc.kill()
                     worker.proc.wait()
             self.server.close()
+            shutil.rmtree(self.counts_dir, ignore_errors=True)
         return 0
+
+    def spawn_all(self) -> None:
+        """A worker per slot, one per loop turn: signals are handled in between."""
+        start = not self.pending
+        self.pending.extend(range(self.count))
+        if start:
+            self.reactor.call_later(0, self._spawn_pending)
+
+    def _spawn_pending(self) -> None:
+        if self.server.stopping:
+            self.pending.clear()
+            return
+        if self.pending:
+            self.spawn(self.pending.popleft())
+        if self.pending:
+            self.reactor.call_later(0, self._spawn_pending)
 
     def spawn(self, slot: int) -> None:
         if self.server.stopping:
             return
         parent, child = socket.socketpair()
         fds = {lst.name: lst.sock.fileno() for lst in self.server.listeners if lst.sock}
-        args = [sys.executable, "-m", "relay.worker", "--config", self.path,
-                "--channel", str(child.fileno())]
+        self.spawned += 1
+        counts = os.path.join(self.counts_dir, f"worker-{self.spawned}")
+        try:
+            config_fd = self._running_config_fd()
+        except OSError as exc:
+            parent.close()
+            child.close()
+            self._spawn_failed(slot, exc)
+            return
+        args = [sys.executable, "-m", "relay.worker", "--config-fd", str(config_fd),
+                "--channel", str(child.fileno()), "--counts", counts]
         args += [f"--listener={name}={fd}" for name, fd in fds.items()]
         try:
-            proc = subprocess.Popen(args, pass_fds=[child.fileno(), *fds.values()],
+            proc = subprocess.Popen(args, pass_fds=[child.fileno(), config_fd, *fds.values()],
                                     stdin=subprocess.DEVNULL)
         except OSError as exc:
             parent.close()
             child.close()
-            log.error("worker_spawn_failed", slot=slot, error=str(exc))
-            self.reactor.call_later(1.0, lambda: self.spawn(slot))
+            self._spawn_failed(slot, exc)
             return
+        finally:
+            os.close(config_fd)
         child.close()
         holder: list[Worker] = []
         channel = Channel(self.reactor, parent, lambda m: self._message(holder[0], m),
                           lambda: None)
-        worker = Worker(slot, self.generation, proc, channel, self.reactor.now)
+        worker = Worker(slot, self.generation, proc, channel, self.reactor.now, counts)
         holder.append(worker)
         self.workers.append(worker)
         for listener in self.server.listeners:  # the worker starts from the current decisions
@@ -117,6 +161,30 @@ class Supervisor:
                 channel.send(group.snapshot(backend))
         log.info("worker_started", slot=slot, pid=proc.pid, generation=self.generation)
 
+    def _spawn_failed(self, slot: int, exc: OSError) -> None:
+        log.error("worker_spawn_failed", slot=slot, error=str(exc), retry_in=1.0)
+        self.reactor.call_later(1.0, lambda: self.spawn(slot))
+
+    def _running_config_fd(self) -> int:
+        """A descriptor holding the configuration as this process runs it: its validated
+        text and every address as resolved here (a worker re-resolves nothing)."""
+        server = self.server
+        resolved = {}
+        for listener in server.listeners:
+            resolved[str(listener.config.listen)] = listener.address
+            for backend in listener.group.backends:
+                resolved[str(backend.config.address)] = backend.target
+        fd = os.memfd_create("relay-config")
+        try:
+            data = running_config(server.config, resolved)
+            while data:
+                data = data[os.write(fd, data):]
+            os.lseek(fd, 0, os.SEEK_SET)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
     # -- signals -------------------------------------------------------------------
 
     def handle_stop(self, signum: int) -> None:
@@ -125,16 +193,21 @@ class Supervisor:
                 worker.proc.send_signal(signal.SIGTERM)
             return
         self.server.stopping = True
+        self.pending.clear()
         log.info("shutdown", reason=signal.Signals(signum).name, workers=len(self._alive()))
         for listener in self.server.listeners:
             listener.close()  # the supervisor's copies; workers close theirs on SIGTERM
             listener.group.stop_checks()
         for worker in self._alive():
             worker.retired = True
-            worker.proc.send_signal(signal.SIGTERM)
+            self._tell_to_drain(worker)
         grace = self.server.config.runtime.shutdown_grace
         self.reactor.call_later(grace + 10.0, self._kill_stragglers)
         self._maybe_done()
+
+    def _tell_to_drain(self, worker: Worker) -> None:
+        worker.told = True
+        worker.proc.send_signal(signal.SIGTERM)
 
     def _kill_stragglers(self) -> None:
         for worker in self._alive():
@@ -143,22 +216,28 @@ class Supervisor:
 
     def handle_reload(self, signum: int) -> None:
         """Reload: apply to the supervisor's state, then a new generation of workers starts
-        on the new file while the old one drains (its sessions are never cut). The loop
-        keeps turning while the new file's names are resolved."""
-        self.server.reload(self.path, self._reloaded)
+        on the new configuration; each old worker drains (its sessions are never cut) once
+        the new one of its slot is ready. The loop keeps turning while the new file's names
+        are resolved."""
+        before = {(lst.name, b.name): b for lst in self.server.listeners
+                  for b in lst.group.backends}
+        self.server.reload(self.path, functools.partial(self._reloaded, before))
 
-    def _reloaded(self, applied: bool) -> None:
+    def _reloaded(self, before: dict[tuple[str, str], Backend], applied: bool) -> None:
         if not applied:
             return
         for listener in self.server.listeners:
             listener.group.publish = self._publish
-        old = self._alive()
-        self.generation += 1
-        for slot in range(self.count):
-            self.spawn(slot)
-        for worker in old:
+        after = {(lst.name, b.name) for lst in self.server.listeners for b in lst.group.backends}
+        for key, backend in before.items():
+            if key not in after:
+                backend.remote_pending = True  # until no worker that knows it is left
+                self.ghosts[key] = backend
+        for worker in self._alive():
             worker.retired = True
-            worker.proc.send_signal(signal.SIGTERM)
+        self.generation += 1
+        self.pending.clear()
+        self.spawn_all()
 
     def handle_child(self, signum: int) -> None:
         for worker in list(self.workers):
@@ -166,17 +245,22 @@ class Supervisor:
             if code is None or worker.gone:
                 continue
             worker.gone = True
-            self._retire_counters(worker)
             worker.channel.close()
+            self._retire_counters(worker)
             self.workers.remove(worker)
             uptime = self.reactor.now - worker.started
             if not worker.retired:
-                log.warning("worker_died", slot=worker.slot, pid=worker.proc.pid, code=code,
-                            uptime=round(uptime, 3))
                 self.deaths[worker.slot] = self.deaths[worker.slot] + 1 if uptime < QUICK_DEATH \
                     else 0
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.deaths[worker.slot] - 1)) \
                     if self.deaths[worker.slot] else 0.0
+                if worker.ready:
+                    log.warning("worker_died", slot=worker.slot, pid=worker.proc.pid, code=code,
+                                uptime=round(uptime, 3), retry_in=delay)
+                else:
+                    log.error("worker_start_failed", slot=worker.slot, pid=worker.proc.pid,
+                              reason=worker.failure or f"exited with code {code} before serving",
+                              retry_in=delay)
                 self.reactor.call_later(delay, functools.partial(self.spawn, worker.slot))
             else:
                 log.info("worker_exited", slot=worker.slot, pid=worker.proc.pid, code=code)
@@ -189,12 +273,27 @@ class Supervisor:
     def _alive(self) -> list[Worker]:
         return [w for w in self.workers if not w.gone]
 
+    def _shortfall(self) -> list[str]:
+        """/readyz: fewer workers serving than configured (a retired one serves until its
+        successor is ready)."""
+        serving = {w.slot for w in self._alive() if w.ready and not w.told}
+        if len(serving) < self.count and not self.server.stopping:
+            return [f"workers: {len(serving)} of {self.count} running"]
+        return []
+
     # -- messages from workers ----------------------------------------------------
 
     def _message(self, worker: Worker, message: dict[str, Any]) -> None:
         kind = message.get("t")
         if kind == "stats":
             worker.stats = message
+        elif kind == "ready":
+            worker.ready = True
+            for old in self._alive():  # its predecessor in the slot may drain now
+                if old.slot == worker.slot and old.retired and not old.told:
+                    self._tell_to_drain(old)
+        elif kind == "failed":
+            worker.failure = str(message.get("reason", ""))[:1000]
         elif kind in ("passive", "check"):
             listener = self.server.by_name.get(str(message.get("l")))
             backend = listener.group.by_name.get(str(message.get("b"))) if listener else None
@@ -213,71 +312,63 @@ class Supervisor:
     # -- counters -------------------------------------------------------------------
 
     def _retire_counters(self, worker: Worker) -> None:
-        """A gone worker's counters stay in the totals; its gauges (sessions) do not."""
-        _merge(self.base, worker.stats, keep_samples=True)
+        """A gone worker's counters stay in the totals (read from its file, then the file
+        goes); its gauges (sessions) do not."""
+        for key, values in _worker_counts(worker.counts).items():
+            _add(self.base, key, values)
+        try:
+            os.unlink(worker.counts)
+        except OSError:
+            pass
         worker.stats = {}
 
     def _sum(self) -> None:
         """Totals over workers into the supervisor's listener and backend objects."""
-        total: dict[str, Any] = {}
-        _merge(total, self.base, keep_samples=True)
+        total: dict[Key, list[int]] = {key: list(v) for key, v in self.base.items()}
         live = self._alive()
+        known: set[Key] = set()
         for worker in live:
-            _merge(total, worker.stats, keep_samples=True)
-            _drop_samples(worker.stats)
+            runs = _worker_counts(worker.counts)
+            known.update(runs)
+            for key, values in runs.items():
+                _add(total, key, values)
         self.server.remote_sessions = sum(w.stats.get("sessions", 0) for w in live)
-        active: Counter[tuple[str, str]] = Counter()
+        active: Counter[Key] = Counter()
         for worker in live:
             for lname, per_backend in worker.stats.get("backends", {}).items():
                 for bname, b in per_backend.items():
                     active[(lname, bname)] += b.get("active", 0)
         for listener in self.server.listeners:
-            lt = total.get("listeners", {}).get(listener.name, {})
-            listener.accepted = lt.get("accepted", 0)
-            listener.rejected = Counter(lt.get("rejected", {}))
-            listener.group.hedge_outcomes = Counter(lt.get("hedges", {}))
-            listener.closed_durations.extend(lt.get("durations", []))
+            if (listener.name, None) in total:
+                listener.counts = total[(listener.name, None)]
             for backend in listener.group.backends:
-                bt = total.get("backends", {}).get(listener.name, {}).get(backend.name, {})
-                backend.bytes_up = bt.get("up", 0)
-                backend.bytes_down = bt.get("down", 0)
-                backend.connect_errors = Counter(bt.get("errors", {}))
-                backend.connect_times.extend(bt.get("connect", []))
-                backend.remote_active = active[(listener.name, backend.name)]
-        _drop_samples(self.base)  # counted once: the histograms have them now
+                key = (listener.name, backend.name)
+                if key in total:
+                    backend.counts = total[key]
+                backend.remote_active = active[key]
+        for key, ghost in list(self.ghosts.items()):
+            if key in total:
+                ghost.counts = total[key]
+            ghost.remote_active = active[key]
+            if key not in known:  # no live worker has it: its counts are final
+                ghost.remote_pending = False
+                del self.ghosts[key]
+                self.base.pop(key, None)
 
     def _status(self) -> dict[str, Any]:
         return {"workers": [{"pid": w.proc.pid, "slot": w.slot, "generation": w.generation,
-                             "sessions": w.stats.get("sessions", 0)} for w in self._alive()]}
+                             "ready": w.ready, "sessions": w.stats.get("sessions", 0)}
+                            for w in self._alive()]}
 
 
-def _drop_samples(stats: dict[str, Any]) -> None:
-    """Empty the histogram samples of `stats`, keeping its counters."""
-    for lt in stats.get("listeners", {}).values():
-        lt["durations"] = []
-    for per_backend in stats.get("backends", {}).values():
-        for b in per_backend.values():
-            b["connect"] = []
+def _worker_counts(path: str) -> dict[Key, list[int]]:
+    return {key: settled(values) if key[1] is not None else values
+            for key, values in read_counts(path).items()}
 
 
-def _merge(into: dict[str, Any], stats: dict[str, Any], keep_samples: bool) -> None:
-    """Add one worker's cumulative counters (and, if asked, its samples) into `into`."""
-    for lname, lt in stats.get("listeners", {}).items():
-        dst = into.setdefault("listeners", {}).setdefault(
-            lname, {"accepted": 0, "rejected": {}, "hedges": {}, "durations": []})
-        dst["accepted"] += lt.get("accepted", 0)
-        for field in ("rejected", "hedges"):
-            for key, n in lt.get(field, {}).items():
-                dst[field][key] = dst[field].get(key, 0) + n
-        if keep_samples:
-            dst["durations"] += lt.get("durations", [])
-    for lname, per_backend in stats.get("backends", {}).items():
-        for bname, b in per_backend.items():
-            dst = into.setdefault("backends", {}).setdefault(lname, {}).setdefault(
-                bname, {"up": 0, "down": 0, "errors": {}, "connect": []})
-            dst["up"] += b.get("up", 0)
-            dst["down"] += b.get("down", 0)
-            for reason, n in b.get("errors", {}).items():
-                dst["errors"][reason] = dst["errors"].get(reason, 0) + n
-            if keep_samples:
-                dst["connect"] += b.get("connect", [])
+def _add(into: dict[Key, list[int]], key: Key, values: list[int]) -> None:
+    have = into.get(key)
+    if have is None or len(have) != len(values):
+        into[key] = list(values)
+    else:
+        into[key] = [a + b for a, b in zip(have, values, strict=True)]

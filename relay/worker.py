@@ -1,67 +1,105 @@
 """A worker process of `relay run` with workers > 1 (started by relay.supervisor, not by hand).
 
+It runs exactly the configuration the supervisor runs, handed over on an inherited file
+descriptor (the validated TOML text and every address as the supervisor resolved it): it
+never reads the configuration file, so an edited or broken file on disk cannot change
+what a restarted worker does (gunicorn's workers take their config from the arbiter too).
 It relays on listening sockets inherited from the supervisor, mirrors the supervisor's
-health decisions, reports its own traffic failures, and sends its counters once a second
-(and a last time when it has drained) so /metrics and /status cover the whole relay.
+health decisions and reports its own traffic failures. Its counters live in a file mapped
+into memory that the supervisor reads (relay.net.counts): none is lost if it is killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from relay.config import Config, parse_config
 from relay.errors import ConfigError
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
 from relay.net.channel import Channel
+from relay.net.counts import DOWN_LIVE, UP_LIVE, CountFile
+from relay.net.resolve import SockAddr
 from relay.net.server import RelayServer
-from relay.runconfig import prepare
+
+
+def running_config(config: Config, resolved: dict[str, SockAddr]) -> bytes:
+    """What a worker needs to run `config` as the supervisor runs it (see read_running)."""
+    return json.dumps({"source": config.source, "text": config.text,
+                       "resolved": {k: [v.family, list(v.sockaddr)]
+                                    for k, v in resolved.items()}}).encode()
+
+
+def read_running(fd: int) -> tuple[Config, dict[str, SockAddr]]:
+    with os.fdopen(fd, "rb") as f:
+        blob = json.loads(f.read())
+    config = parse_config(blob["text"], source=blob["source"])
+    resolved = {k: SockAddr(int(family), tuple(sockaddr))
+                for k, (family, sockaddr) in blob["resolved"].items()}
+    return config, resolved
 
 
 def stats(server: RelayServer) -> dict[str, Any]:
-    """Cumulative counters of this worker; histogram samples since the last call."""
-    listeners: dict[str, Any] = {}
-    backends: dict[str, Any] = {}
+    """The gauges the supervisor shows for this worker: its sessions, per backend."""
+    backends = {listener.name: {b.name: {"active": len(b.sessions)}
+                                for b in listener.group.backends}
+                for listener in server.listeners}
+    return {"t": "stats", "sessions": len(server.sessions), "backends": backends}
+
+
+def publish_live_bytes(server: RelayServer) -> None:
+    """Bytes of open sessions too, as of now: a store per splice would cost more than it
+    saves (a killed worker's open sessions are cut anyway)."""
     for listener in server.listeners:
-        listeners[listener.name] = {"accepted": listener.accepted,
-                                    "rejected": dict(listener.rejected),
-                                    "hedges": dict(listener.group.hedge_outcomes),
-                                    "durations": listener.closed_durations[:]}
-        listener.closed_durations.clear()
-        per_backend = backends[listener.name] = {}
         for b in listener.group.backends:
             up, down = b.bytes_total()
-            per_backend[b.name] = {"up": up, "down": down, "active": len(b.sessions),
-                                   "errors": dict(b.connect_errors),
-                                   "connect": b.connect_times[:]}
-            b.connect_times.clear()
-    return {"t": "stats", "sessions": len(server.sessions), "listeners": listeners,
-            "backends": backends}
+            b.counts[UP_LIVE] = up
+            b.counts[DOWN_LIVE] = down
+
+
+def _tell(sock: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        sock.setblocking(True)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay-worker")
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config-fd", type=int, required=True,
+                        help="descriptor holding the running configuration")
     parser.add_argument("--channel", type=int, required=True)
+    parser.add_argument("--counts", required=True, help="file for this worker's counters")
     parser.add_argument("--listener", action="append", default=[], metavar="NAME=FD")
     args = parser.parse_args(argv)
-    try:
-        ready = prepare(args.config)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=sys.stderr)
-        return 2
-    log.configure(ready.config.runtime.log_format, ready.config.runtime.log_level)
+    channel_sock = socket.socket(fileno=args.channel)
     inherited = {}
     for item in args.listener:
         name, _, fd = item.partition("=")
         inherited[name] = socket.socket(fileno=int(fd))
-    server = RelayServer(ready.config, ready.resolved, role="worker", inherited=inherited)
-    server.open()
+    try:
+        config, resolved = read_running(args.config_fd)
+        log.configure(config.runtime.log_format, config.runtime.log_level)
+        server = RelayServer(config, resolved, role="worker", inherited=inherited)
+        server.open()
+        counts = CountFile(args.counts, [(lst.name, [b.name for b in lst.group.backends])
+                                         for lst in server.listeners])
+    except (ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
+        reason = "; ".join(exc.lines()) if isinstance(exc, ConfigError) else repr(exc)
+        _tell(channel_sock, {"t": "failed", "reason": reason})
+        channel_sock.close()
+        return 2
+    for listener in server.listeners:
+        listener.counts = counts.runs[(listener.name, None)]
+        for backend in listener.group.backends:
+            backend.counts = counts.runs[(listener.name, backend.name)]
 
     def on_message(message: dict[str, Any]) -> None:
         if message.get("t") == "health":
@@ -69,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if listener is not None:
                 listener.group.apply(message)
 
-    channel = Channel(server.reactor, socket.socket(fileno=args.channel), on_message,
+    channel = Channel(server.reactor, channel_sock, on_message,
                       lambda: server.begin_shutdown("supervisor gone") if not server.stopping
                       else None)
 
@@ -82,16 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for listener in server.listeners:
         listener.group.report = report
         listener.group.report_check = report_check
-    server.on_beat = lambda: channel.send(stats(server))
+
+    def beat() -> None:
+        publish_live_bytes(server)
+        channel.send(stats(server))
+
+    server.on_beat = beat
+    channel.send({"t": "ready"})
     try:
         server.run()
     finally:
-        if not channel.closed:  # the last counters, after the drain
-            try:
-                channel.sock.setblocking(True)
-                channel.sock.sendall(json.dumps(stats(server)).encode() + b"\n")
-            except OSError:
-                pass
+        publish_live_bytes(server)
     return 0
 
 

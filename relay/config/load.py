@@ -12,6 +12,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar, get_args
 
 # pyproject allows no Python older than 3.11 today; the fallback keeps the loader portable.
@@ -132,11 +133,14 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [_syntax_problem(str(exc), text)]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(source, [ConfigProblem("", "arrays or tables nested too deeply")]) \
+            from None
     checker = _Checker(_locate_lines(text))
     config = _read_config(checker, data, source)
     if checker.problems or config is None:
         raise ConfigError(source, checker.sorted_problems())
-    return config
+    return replace(config, text=text)
 
 
 # --- reading the parsed tables ----------------------------------------------------------
@@ -594,12 +598,16 @@ def _duration_or_off(*, positive: bool = False) -> Callable[[object], float | No
     return convert
 
 
+MAX_WORKERS = 256
+
+
 def _workers(value: object) -> int | None:
     if value == "auto":
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
         return value
-    raise ValueError(f'must be an integer >= 1 or "auto", got {show_value(value)}')
+    raise ValueError(f'must be an integer from 1 to {MAX_WORKERS} or "auto", '
+                     f"got {show_value(value)}")
 
 
 def _string(value: object) -> str:

@@ -113,3 +113,4 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     source: str = "<string>"
+    text: str = field(default="", compare=False, repr=False)  # the TOML it was read from

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING
 
 from relay.config.model import BackendConfig, ListenerConfig
@@ -24,6 +24,18 @@ from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
 from relay.core.tiers import FailbackRefused, TierChange, TierSelector
 from relay.logs import log
 from relay.net.checker import Checker
+from relay.net.counts import (
+    BACKEND_FIELDS,
+    CONNECT_BUCKETS,
+    CONNECT_ERRORS,
+    DOWN,
+    UP,
+    Counts,
+    HistogramCounts,
+    Tally,
+    new_counts,
+)
+from relay.net.counts import B as FIELDS
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
 
@@ -51,10 +63,9 @@ class Backend:
                                             initial=h.initial)
         self.sessions: set[Session] = set()
         self.checker: Checker | None = None
-        self.bytes_up = 0  # client -> backend, of sessions closed so far
-        self.bytes_down = 0
-        self.connect_errors: Counter[str] = Counter()
-        self.connect_times: list[float] = []  # seconds, until the metrics take them
+        self.counts: Counts = new_counts(BACKEND_FIELDS)  # see relay.net.counts
+        self.connect_errors = Tally(self, "errors", CONNECT_ERRORS, FIELDS)
+        self.connect_seconds = HistogramCounts(self, "connect", CONNECT_BUCKETS, FIELDS)
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
         self.estimate = ConnectEstimate()  # its usual connect time, for hedging
@@ -64,6 +75,7 @@ class Backend:
         self.gate = LastResortGate()  # last-resort connects while nothing is available
         self.early_check = EarlyCheck()  # sessions' requests for an early active check
         self.connect_log = LogAggregate()  # connect_failed lines, aggregated
+        self.remote_pending = False  # ... and a worker may hold some its last report missed
 
     def reconfigure(self, config: BackendConfig, target: SockAddr,
                     listener_config: ListenerConfig) -> None:
@@ -73,6 +85,23 @@ class Backend:
         self.tier = config.tier
         self.target = target
         self.health.reconfigure(h.rise, h.fall, h.interval, h.down_backoff_max)
+
+    @property
+    def bytes_up(self) -> int:
+        """Client -> backend, of sessions closed so far."""
+        return self.counts[UP]
+
+    @bytes_up.setter
+    def bytes_up(self, value: int) -> None:
+        self.counts[UP] = value
+
+    @property
+    def bytes_down(self) -> int:
+        return self.counts[DOWN]
+
+    @bytes_down.setter
+    def bytes_down(self, value: int) -> None:
+        self.counts[DOWN] = value
 
     @property
     def active(self) -> int:
@@ -126,7 +155,7 @@ class BackendGroup:
         self.failovers = 0
         self._static_order: list[int] | None = None
         self.hedges = HedgeBudget(limit=HEDGES_IN_FLIGHT)
-        self.hedge_outcomes: Counter[str] = Counter()  # primary_won / hedge_won / both_failed
+        self.hedge_outcomes: MutableMapping[str, int] = Counter()  # primary_won / hedge_won / both_failed
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.refresh_tiers()

@@ -7,13 +7,24 @@ import _socket
 import errno
 import os
 import socket
-from collections import Counter
 from functools import partial
 from typing import TYPE_CHECKING
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
+from relay.net.counts import (
+    ACCEPTED,
+    DURATION_BUCKETS,
+    HEDGE_OUTCOMES,
+    LISTENER_FIELDS,
+    REJECT_REASONS,
+    Counts,
+    HistogramCounts,
+    Tally,
+    new_counts,
+)
+from relay.net.counts import L as FIELDS
 from relay.net.edge import Edge, HeaderReader, log_rejections, reset_and_close
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr, listening_socket
@@ -57,12 +68,17 @@ class Listener:
         self.bound = ""
         self.accepting = False
         self.active = 0
-        self.accepted = 0
-        self.rejected: Counter[str] = Counter()
+        self.counts: Counts = new_counts(LISTENER_FIELDS)  # see relay.net.counts
+        self.rejected = Tally(self, "rejected", REJECT_REASONS, FIELDS)
         self.edge = Edge(config)
-        self.closed_durations: list[float] = []  # seconds, until the metrics take them
+        self.durations = HistogramCounts(self, "duration", DURATION_BUCKETS, FIELDS)
+        group.hedge_outcomes = Tally(self, "hedges", HEDGE_OUTCOMES, FIELDS)
         self._paused = False
         self._pause_logged = False
+
+    @property
+    def accepted(self) -> int:
+        return self.counts[ACCEPTED]
 
     # -- the listening socket -------------------------------------------------
 
@@ -129,7 +145,7 @@ class Listener:
         pass  # the accept loop keeps no per-client state to clean
 
     def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
-        self.accepted += 1
+        self.counts[ACCEPTED] += 1
         server = self.server
         if self.active >= self.config.max_connections or server.active >= server.max_connections:
             self.rejected["max_connections"] += 1
@@ -246,8 +262,7 @@ class Listener:
         duration = self.reactor.now - session.opened
         if was_relaying and backend is not None:
             backend.sessions.discard(session)
-            if len(self.closed_durations) < 100_000:
-                self.closed_durations.append(duration)
+            self.durations.observe(duration)
             backend.bytes_up += up
             backend.bytes_down += down
         if session.cause == "no_backend":

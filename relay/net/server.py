@@ -56,6 +56,7 @@ class RelayServer:
         self.inherited = inherited or {}
         self.on_beat: Callable[[], None] | None = None
         self.extra_status: Callable[[], dict[str, object]] | None = None
+        self.extra_problems: Callable[[], list[str]] | None = None  # /readyz (workers)
         self.remote_sessions = 0  # with workers: the sessions they hold (supervisor's view)
         self.reactor = Reactor()
         self.started = time.time()
@@ -198,6 +199,8 @@ class RelayServer:
         for listener in self.listeners:
             if not any(b.health.up and b.health.admin == "ready" for b in listener.group.backends):
                 problems.append(f"listener {listener.name}: no backend up")
+        if self.extra_problems is not None:
+            problems += self.extra_problems()
         return problems
 
     def _beat(self) -> None:
@@ -242,6 +245,7 @@ class RelayServer:
             if done is not None and done not in self._reload_next:  # a SIGHUP storm: one entry
                 self._reload_next.append(done)
             return
+        self.metrics.flush(self)  # a backend the reload removes has series to keep till it idles
         try:
             config = load_config(path)
             token = read_token(config)

@@ -504,8 +504,7 @@ class Session:
         group = self.listener.group
         if group.hedges.losing:  # (only hedging keeps this score)
             group.hedges.target_succeeded(backend.name)
-        if len(backend.connect_times) < 100_000:
-            backend.connect_times.append(seconds)
+        backend.connect_seconds.observe(seconds)
         group.connected(self, backend)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)

@@ -187,3 +187,25 @@ def test_invalid_or_unbindable_reload_changes_nothing(echo, start_relay):
         conn.sendall(b"k")
         assert conn.recv(1) == b"k"
     assert [lst["name"] for lst in _status(relay)["listeners"]] == ["a"]
+
+
+def test_a_reload_to_a_file_that_cannot_run_is_refused_and_counted_as_failure(echo, start_relay,
+                                                                               tmp_path):
+    from tests.unit.test_cli import _cannot_run
+
+    backends = [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}]
+    relay = start_relay([{"name": "a", "listen": "127.0.0.1:0", "backends": backends}])
+    port = relay.port("a")
+    cases = _cannot_run(tmp_path)
+    for name, text, expected in cases:
+        reload(relay, text, "reload_rejected")
+        event = [e for e in relay.events if e.get("event") == "reload_rejected"][-1]
+        assert expected in str(event["problem"]), (name, event)
+    assert relay.proc.poll() is None
+    assert "Traceback" not in "\n".join(relay.raw)
+    m = samples(relay.http("GET", "/metrics")[1])
+    assert value(m, "relay_config_reloads_total", result="failure") == len(cases)
+    assert value(m, "relay_config_reloads_total", result="success") == 0
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"k")
+        assert conn.recv(1) == b"k"

@@ -185,3 +185,150 @@ def test_reload_with_workers_starts_a_new_generation_and_keeps_old_sessions(echo
     wait_for(lambda: relay.count("worker_exited") == 2)  # the old ones, once drained
     m = samples(relay.http("GET", "/metrics")[1])
     assert value(m, "relay_config_reloads_total", result="success") == 1
+
+
+# --- workers run the supervisor's configuration, never the file on disk ------------------
+
+
+def _pids(relay) -> set[int]:
+    return {w["pid"] for w in status(relay)["workers"] if w.get("ready", True)}
+
+
+def _kill_and_wait_for_replacements(relay, victims: list[int]) -> None:
+    before = _pids(relay)
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(_pids(relay) - before) == len(victims) and len(_pids(relay)) == 2,
+             timeout=20)
+
+
+def test_a_restarted_worker_serves_the_running_config_not_the_edited_file(start_relay):
+    from tests.support.relayproc import toml_config
+
+    running, edited = Named("running"), Named("edited")
+    try:
+        relay = start_two(start_relay, [{"name": "b", "address": f"127.0.0.1:{running.port}"}],
+                          health={"kind": "none"})
+        port = relay.port()
+        # Edited, not reloaded: the backend moved in the file only.
+        relay.config_path.write_text(toml_config(
+            [{"name": "w", "listen": f"127.0.0.1:{port}", "health": {"kind": "none"},
+              "backends": [{"name": "b", "address": f"127.0.0.1:{edited.port}"}]}],
+            {"workers": 2}, admin_port=relay.admin_port))
+        _kill_and_wait_for_replacements(relay, sorted(_pids(relay)))
+        answers = {ask(port) for _ in range(40)}  # spread over both new workers
+        assert answers == {"running"}, answers
+    finally:
+        running.stop()
+        edited.stop()
+
+
+def test_workers_killed_while_the_file_is_broken_come_back_and_readyz_shows_the_shortfall(
+        echo, start_relay):
+    relay = start_two(start_relay, [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}],
+                      health={"kind": "none"})
+    assert relay.http("GET", "/readyz")[0] == 200
+    relay.config_path.write_text("[[listener]\nbroken = \n")
+    seen: list[tuple[int, str]] = []
+
+    def shortfall_seen() -> bool:
+        code, body = relay.http("GET", "/readyz")
+        seen.append((code, body))
+        return code == 503 and "workers: 1 of 2 running" in body
+
+    victim = sorted(_pids(relay))[0]
+    os.kill(victim, signal.SIGKILL)
+    # the replacement starts after the supervisor's backoff (0.5 s for a quick death)
+    wait_for(shortfall_seen, timeout=10, step=0.02)
+    wait_for(lambda: relay.http("GET", "/readyz")[0] == 200, timeout=20)
+    _kill_and_wait_for_replacements(relay, sorted(_pids(relay)))
+    wait_for(lambda: relay.http("GET", "/readyz")[0] == 200, timeout=20)
+    for i in range(20):
+        with socket.create_connection(("127.0.0.1", relay.port()), timeout=10) as conn:
+            conn.sendall(b"%02d" % i)
+            assert conn.recv(2) == b"%02d" % i
+    died = [e for e in relay.events if e.get("event") == "worker_died"]
+    assert len(died) == 3 and all("retry_in" in e for e in died), died
+    assert relay.count("worker_start_failed") == 0
+
+
+# --- counters are exact: a worker killed with SIGKILL loses none ---------------------------
+
+
+def test_a_worker_killed_right_after_a_burst_loses_no_accepted_connection(echo, start_relay):
+    relay = start_two(start_relay, [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}],
+                      health={"kind": "none"})
+    n = 600
+    for i in range(n):
+        with socket.create_connection(("127.0.0.1", relay.port()), timeout=10) as conn:
+            conn.sendall(b"%04d" % i)
+            assert conn.recv(4) == b"%04d" % i
+    for pid in _pids(relay):
+        os.kill(pid, signal.SIGKILL)  # no chance to report anything
+
+    def accepted() -> float:
+        return value(samples(relay.http("GET", "/metrics")[1]),
+                     "relay_connections_accepted_total", listener="w")
+
+    wait_for(lambda: len(_pids(relay)) == 2 and relay.count("worker_died") == 2, timeout=20)
+    readings = []
+
+    def stable() -> bool:
+        readings.append(accepted())
+        return len(readings) >= 3 and readings[-1] == readings[-2] == readings[-3]
+
+    wait_for(stable, timeout=15, step=0.5)
+    assert readings[-1] == n, readings
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_renamed_backend_counts_its_open_sessions_bytes_then_its_series_go(
+        echo, start_relay, workers):
+    from tests.component.test_reload import reload
+    from tests.support.relayproc import toml_config
+
+    backends = [{"name": "old", "address": f"127.0.0.1:{echo.port}"}]
+    relay = start_two(start_relay, backends, health={"kind": "none"}) if workers == 2 else \
+        start_relay([{"name": "w", "listen": "127.0.0.1:0", "health": {"kind": "none"},
+                      "backends": backends}])
+    port = relay.port()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    try:
+        for conn in held:
+            conn.sendall(b"x" * 1000)
+            got = b""
+            while len(got) < 1000:
+                got += conn.recv(1000 - len(got))
+        reload(relay, toml_config([{"name": "w", "listen": f"127.0.0.1:{port}",
+                                    "health": {"kind": "none"},
+                                    "backends": [{"name": "new",
+                                                  "address": f"127.0.0.1:{echo.port}"}]}],
+                                  {"workers": workers}), "reload")
+        for conn in held:  # the old generation relays these on, on "old"
+            conn.sendall(b"y" * 500)
+            got = b""
+            while len(got) < 500:
+                got += conn.recv(500 - len(got))
+        wait_for(lambda: samples(relay.http("GET", "/metrics")[1]).get(
+            ("relay_connections_active", (("backend", "old"), ("listener", "w")))) == 4)
+    finally:
+        for conn in held:
+            conn.close()
+    old_up = ("relay_bytes_total", (("backend", "old"), ("direction", "upstream"),
+                                    ("listener", "w")))
+    wait_for(lambda: samples(relay.http("GET", "/metrics")[1]).get(old_up) == 6000, timeout=15)
+    wait_for(lambda: not any(("backend", "old") in labels
+                             for _, labels in samples(relay.http("GET", "/metrics")[1])),
+             timeout=15)
+    m = samples(relay.http("GET", "/metrics")[1])
+    assert ("relay_connections_active", (("backend", "new"), ("listener", "w"))) in m
+
+
+def test_sigterm_while_workers_are_being_spawned_stops_the_spawning(echo, start_relay):
+    relay = start_relay([{"name": "w", "listen": "127.0.0.1:0", "health": {"kind": "none"},
+                          "backends": [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}]}],
+                        runtime={"workers": 32}, wait=False)
+    relay.wait_event(lambda e: e.get("event") == "worker_started", timeout=15)
+    relay.signal(signal.SIGTERM)
+    assert relay.wait(30) == 0
+    assert relay.count("worker_started") < 32

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from relay import __version__
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,3 +105,50 @@ def test_probe_fails_when_nothing_answers(tmp_path):
     result = run("probe", "-c", str(cfg))
     assert result.returncode == 1
     assert "probe" in result.stderr
+
+
+# --- files that parse but cannot run: `check` and `run` refuse them alike ----------------
+
+_LISTENER = ('[[listener]]\nname = "a"\nlisten = "127.0.0.1:0"\n'
+             '[[listener.backend]]\nname = "b"\naddress = "127.0.0.1:1"\n')
+
+
+def _cannot_run(tmp_path: Path) -> list[tuple[str, str, str]]:
+    """(id, file text, what the one line on stderr must say)."""
+    empty = tmp_path / "empty-token"
+    empty.write_text("  \n")
+    return [
+        ("workers_0", f"[runtime]\nworkers = 0\n{_LISTENER}", "runtime.workers"),
+        ("workers_257", f"[runtime]\nworkers = 257\n{_LISTENER}", "runtime.workers"),
+        ("workers_100000000", f"[runtime]\nworkers = 100000000\n{_LISTENER}", "runtime.workers"),
+        ("admin_unresolvable", f'[admin]\nlisten = "no-such-host.invalid:9100"\n{_LISTENER}',
+         "admin.listen"),
+        ("deep_nesting", "a = " + "[" * 5000 + "]" * 5000 + f"\n{_LISTENER}", "nested too deeply"),
+        ("token_file_missing", f'[admin]\ntoken_file = "{tmp_path}/no-such-token"\n{_LISTENER}',
+         "admin.token_file"),
+        ("token_file_directory", f'[admin]\ntoken_file = "{tmp_path}"\n{_LISTENER}',
+         "admin.token_file"),
+        ("token_file_empty", f'[admin]\ntoken_file = "{empty}"\n{_LISTENER}', "admin.token_file"),
+    ]
+
+
+CANNOT_RUN_IDS = ["workers_0", "workers_257", "workers_100000000", "admin_unresolvable",
+                  "deep_nesting", "token_file_missing", "token_file_directory", "token_file_empty"]
+
+
+def test_the_cannot_run_table_has_every_case(tmp_path):
+    assert [case[0] for case in _cannot_run(tmp_path)] == CANNOT_RUN_IDS
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("case", CANNOT_RUN_IDS)
+def test_a_file_that_cannot_run_exits_2_with_one_line_from_check_and_run(tmp_path, command, case):
+    text, expected = {c[0]: c[1:] for c in _cannot_run(tmp_path)}[case]
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    result = run(command, "-c", str(cfg))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"relay: {cfg}") and expected in lines[0], lines
+    assert "Traceback" not in result.stderr

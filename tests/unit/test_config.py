@@ -312,6 +312,7 @@ def test_durations_take_strings_and_numbers(value: str, seconds: float) -> None:
 
 def test_workers_takes_a_count() -> None:
     assert parse_config(config_with(top="[runtime]\nworkers = 4")).runtime.workers == 4
+    assert parse_config(config_with(top="[runtime]\nworkers = 256")).runtime.workers == 256
 
 
 def test_zero_durations_are_allowed_where_they_mean_at_once() -> None:
@@ -492,7 +493,25 @@ BAD = [
         "workers_zero",
         config_with(top="[runtime]\nworkers = 0"),
         "runtime.workers",
-        'must be an integer >= 1 or "auto", got 0',
+        'must be an integer from 1 to 256 or "auto", got 0',
+    ),
+    (
+        "workers_257",
+        config_with(top="[runtime]\nworkers = 257"),
+        "runtime.workers",
+        'must be an integer from 1 to 256 or "auto", got 257',
+    ),
+    (
+        "workers_100000000",
+        config_with(top="[runtime]\nworkers = 100000000"),
+        "runtime.workers",
+        'must be an integer from 1 to 256 or "auto", got 100000000',
+    ),
+    (
+        "deep_nesting",
+        "a = " + "[" * 5000 + "]" * 5000 + "\n",
+        "",
+        "nested too deeply",
     ),
     (
         "workers_string",
