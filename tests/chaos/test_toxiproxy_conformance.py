@@ -1152,16 +1152,25 @@ def test_toxic_update_decodes_in_place_like_go(api: Api, proxy: dict[str, Any], 
     ("populate", [{"name": "a", "upstream": "b", "enabled": "x"}],
      "string into Go struct field .enabled of type bool"),
     ("populate", [5], f"number into Go value of type {POPULATE_ENTRY}"),
+    ("populate", [{"name": "a", "upstream": "b", "logger": 5}],
+     "number into Go struct field .Logger of type zerolog.Logger"),
+    ("proxies", {"name": "a", "upstream": "b", "LOGGER": []},
+     "array into Go struct field Proxy.Logger of type zerolog.Logger"),
     ("populate", {}, f"object into Go value of type []{POPULATE_ENTRY}"),
 ])
 def test_decode_errors_name_the_go_types(api: Api, proxy: dict[str, Any], route: str,
                                          body: Any, error: str) -> None:
-    path = f"/proxies/{proxy['name']}/toxics" if route == "toxics" else "/populate"
+    path = f"/proxies/{proxy['name']}/toxics" if route == "toxics" else f"/{route}"
     reply = api.request("POST", path, body)
     assert reply.status == 400, reply
     assert reply.json()["error"] == f"{CANNOT} {error}"
     if route == "toxics":
         assert api.ok("GET", path) == []
+    else:
+        assert "a" not in api.ok("GET", "/proxies")
+    # A Logger object is decoded into the Go struct and then ignored.
+    logged = {"name": proxy["name"], "upstream": proxy["upstream"], "logger": {"level": 1}}
+    assert_error(api.request("POST", "/proxies", logged), 409, "proxy already exists")
 
 
 # --- what the toxiproxy-python client's own test suite exercises -------------------------

@@ -201,6 +201,11 @@ def parse_proxy_input(obj: Any, owner: str = "Proxy",
     fields: dict[str, Any] = dict.fromkeys(PROXY_FIELDS)
     first: gojson.DecodeError | None = None
     for key, value in gojson.pairs(obj):
+        if key == "logger" and not isinstance(value, dict | None):
+            # Go's Proxy has an exported, untagged Logger *zerolog.Logger field: the key is
+            # decoded into it (and then unused), so only an object or null gets through.
+            first = first or gojson.type_error(value, f"Go struct field {owner}.Logger",
+                                               "zerolog.Logger")
         if key not in PROXY_FIELDS:
             continue
         try:
