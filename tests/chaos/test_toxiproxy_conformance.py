@@ -1012,7 +1012,8 @@ def assert_wildcard(listen: str) -> int:
     return port
 
 
-@pytest.mark.parametrize("listen", [None, "", ":0", "0.0.0.0:0", "[::]:0"])
+@pytest.mark.parametrize("listen", [None, "", ":", ":0", "0.0.0.0:0", "[::]:0",
+                                    "[::ffff:0.0.0.0]:0"])
 def test_create_with_empty_or_wildcard_listen_binds_a_random_port(
         api: Api, proxies: Proxies, backend: Backend, listen: str | None) -> None:
     body = {"name": proxies.name(), "upstream": backend.address}
@@ -1024,6 +1025,14 @@ def test_create_with_empty_or_wildcard_listen_binds_a_random_port(
     assert created["enabled"] is True
     assert_wildcard(created["listen"])
     assert api.ok("GET", f"/proxies/{body['name']}") == created
+
+
+def test_ipv4_mapped_listen_is_the_ipv4_address(proxies: Proxies, backend: Backend) -> None:
+    created = proxies.create(backend.address, listen="[::ffff:127.0.0.1]:0")
+    host, port = address(created["listen"])
+    assert (host, port != 0) == ("127.0.0.1", True)
+    with contextlib.closing(connect(created)) as sock:
+        roundtrip(sock)
 
 
 def test_update_to_empty_listen_rebinds_a_random_port(api: Api, proxy: dict[str, Any]) -> None:

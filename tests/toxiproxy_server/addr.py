@@ -74,7 +74,9 @@ async def resolve_host(host: str) -> IPAddress | None:
     if host == "":
         return None
     with contextlib.suppress(ValueError):
-        return ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host)
+        mapped = ip.ipv4_mapped if ip.version == 6 else None
+        return mapped or ip  # Go treats ::ffff:a.b.c.d as the IPv4 address it maps
     if host.lower() == "localhost":
         return ipaddress.IPv4Address("127.0.0.1")
     loop = asyncio.get_running_loop()
