@@ -1261,7 +1261,9 @@ def test_standin_stop_closes_every_socket_and_thread() -> None:
                                         "listen": "127.0.0.1:0"}, status=201)
     api.ok("POST", "/proxies/p/toxics", {"type": "latency", "attributes": {"latency": 1000}})
     api.ok("POST", "/proxies/p/toxics", {"type": "timeout", "stream": "upstream"})
-    clients = [connect(proxy) for _ in range(3)]
+    wildcard = api.ok("POST", "/proxies", {"name": "w", "upstream": echo.address},
+                      status=201)  # two listening sockets, 127.0.0.1 and ::1
+    clients = [connect(proxy) for _ in range(3)] + [connect(wildcard)]
     try:
         for sock in clients:
             sock.sendall(b"in flight")
