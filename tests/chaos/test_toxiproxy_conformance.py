@@ -1265,8 +1265,9 @@ def test_standin_stop_closes_every_socket_and_thread() -> None:
                       status=201)  # two listening sockets, 127.0.0.1 and ::1
     clients = [connect(proxy) for _ in range(3)] + [connect(wildcard)]
     try:
-        for sock in clients:
+        for sock in clients[:3]:
             sock.sendall(b"in flight")
+        roundtrip(clients[3])
         server.stop()
         for sock in clients:  # EOF, or RST if the kernel still held unread bytes
             with contextlib.suppress(ConnectionResetError):
