@@ -998,6 +998,252 @@ def test_toxicity_half_applies_to_about_half(proxies: Proxies, proxy: dict[str, 
     assert 15 <= hit <= 85  # binomial(100, 0.5): outside this about once in 10**11 runs
 
 
+# --- an empty listen, and toxic updates, as Go decodes them -----------------------------
+
+
+def assert_wildcard(listen: str) -> int:
+    """``listen`` is what Go reports for a wildcard bind (one dual-stack socket): ``[::]:P``,
+    P a real port, reachable over both 127.0.0.1 and ::1. Returns P."""
+    host, port = address(listen)
+    assert (listen.startswith("[::]:"), host, port != 0) == (True, "::", True), listen
+    for ip in ("127.0.0.1", "::1"):
+        with contextlib.closing(socket.create_connection((ip, port), timeout=TIMEOUT)) as sock:
+            roundtrip(sock)
+    return port
+
+
+@pytest.mark.parametrize("listen", [None, "", ":", ":0", "0.0.0.0:0", "[::]:0",
+                                    "[::ffff:0.0.0.0]:0"])
+def test_create_with_empty_or_wildcard_listen_binds_a_random_port(
+        api: Api, proxies: Proxies, backend: Backend, listen: str | None) -> None:
+    body = {"name": proxies.name(), "upstream": backend.address}
+    if listen is not None:
+        body["listen"] = listen
+    reply = api.request("POST", "/proxies", body)
+    assert reply.status == 201, reply
+    created = reply.json()
+    assert created["enabled"] is True
+    assert_wildcard(created["listen"])
+    assert api.ok("GET", f"/proxies/{body['name']}") == created
+
+
+def test_ipv4_mapped_listen_is_the_ipv4_address(proxies: Proxies, backend: Backend) -> None:
+    created = proxies.create(backend.address, listen="[::ffff:127.0.0.1]:0")
+    host, port = address(created["listen"])
+    assert (host, port != 0) == ("127.0.0.1", True)
+    with contextlib.closing(connect(created)) as sock:
+        roundtrip(sock)
+
+
+def test_update_to_empty_listen_rebinds_a_random_port(api: Api, proxy: dict[str, Any]) -> None:
+    path = f"/proxies/{proxy['name']}"
+    with contextlib.closing(connect(proxy)) as sock:
+        roundtrip(sock)
+        moved = api.ok("PATCH", path, {"listen": ""})
+        assert recv_all(sock) == b""  # a changed listen drops open connections
+    assert moved["enabled"] is True
+    port = assert_wildcard(moved["listen"])
+    assert refused(proxy["listen"])
+    # Disabled and enabled again, it keeps that port; the same listen again changes nothing.
+    assert api.ok("PATCH", path, {"enabled": False})["listen"] == moved["listen"]
+    assert api.ok("POST", path, {"enabled": True})["listen"] == moved["listen"]
+    assert api.ok("PATCH", path, {"listen": f"[::]:{port}"}) == moved
+
+
+def test_disabled_proxy_without_listen_binds_on_enable_and_on_reset(
+        api: Api, proxies: Proxies, backend: Backend) -> None:
+    first = proxies.create(backend.address, listen="", enabled=False)
+    second = proxies.create(backend.address, listen="", enabled=False)
+    assert (first["listen"], first["enabled"]) == ("", False)  # nothing bound: echoed as sent
+    enabled = api.ok("PATCH", f"/proxies/{first['name']}", {"enabled": True})
+    assert_wildcard(enabled["listen"])
+    reply = api.request("POST", "/reset")
+    assert (reply.status, reply.body) == (204, b"")
+    after = api.ok("GET", f"/proxies/{second['name']}")
+    assert after["enabled"] is True
+    assert_wildcard(after["listen"])
+    assert api.ok("GET", f"/proxies/{first['name']}") == enabled
+
+
+def test_populate_without_listen_binds_a_random_port(api: Api, proxies: Proxies,
+                                                     backend: Backend) -> None:
+    name = proxies.name()
+    entry = {"name": name, "upstream": backend.address}
+    created = api.ok("POST", "/populate", [entry], status=201)["proxies"][0]
+    assert_wildcard(created["listen"])
+    api.ok("POST", f"/proxies/{name}/toxics", {"type": "noop"})
+    # No listen resolves to ":0", which never equals a bound address: replaced, new port.
+    again = api.ok("POST", "/populate", [entry], status=201)["proxies"][0]
+    assert again["toxics"] == []
+    assert_wildcard(again["listen"])
+    # The address it reports is kept as it is.
+    api.ok("POST", f"/proxies/{name}/toxics", {"type": "noop"})
+    kept = api.ok("POST", "/populate", [{**entry, "listen": again["listen"]}],
+                  status=201)["proxies"][0]
+    assert (kept["listen"], len(kept["toxics"])) == (again["listen"], 1)
+
+
+def test_toxic_update_with_a_bad_attribute_stores_the_good_ones(
+        api: Api, proxy: dict[str, Any]) -> None:
+    path = f"/proxies/{proxy['name']}/toxics"
+    api.ok("POST", path, {"type": "latency", "toxicity": 1,
+                          "attributes": {"latency": 0, "jitter": 0}})
+    toxic = f"{path}/latency_downstream"
+    with contextlib.closing(connect(proxy)) as sock:
+        roundtrip(sock)
+        reply = api.request("PATCH", toxic, {"attributes": {"jitter": "x", "latency": 300},
+                                             "toxicity": 0.5})
+        assert_error(reply, 400, "bad request body: json: cannot unmarshal string into Go "
+                                 "struct field LatencyToxic.attributes.jitter of type int64")
+        after = api.ok("GET", toxic)
+        # latency, after the bad jitter, is stored; the toxicity is not (the update failed).
+        assert (after["attributes"], after["toxicity"]) == ({"latency": 300, "jitter": 0}, 1)
+        # The toxic running on the open connection reads the stored value.
+        assert roundtrip(sock) >= 0.3 - SLACK
+
+
+UPDATE_TYPE = ('struct { Attributes interface {} "json:\\"attributes\\""; '
+               'Toxicity float32 "json:\\"toxicity\\"" }')
+POPULATE_ENTRY = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+CANNOT = "bad request body: json: cannot unmarshal"
+
+
+@pytest.mark.parametrize(("body", "error", "stored"), [
+    ('{"toxicity": "x", "attributes": {"latency": 77}}',
+     "string into Go struct field .toxicity of type float32", (77, 2, 1)),
+    ('{"attributes": {"latency": 3, "latency": "x"}}',
+     "string into Go struct field LatencyToxic.attributes.latency of type int64", (3, 2, 1)),
+    ('{"attributes": {"latency": "x", "LATENCY": 4}}',
+     "string into Go struct field LatencyToxic.attributes.latency of type int64", (4, 2, 1)),
+    ('{"attributes": {"latency": 1.50, "jitter": 9}}',
+     "number 1.50 into Go struct field LatencyToxic.attributes.latency of type int64",
+     (1, 9, 1)),
+    ('{"attributes": {"latency": [1], "jitter": true}}',
+     "array into Go struct field LatencyToxic.attributes.latency of type int64", (1, 2, 1)),
+    ('{"attributes": [1], "toxicity": 0.25}',
+     "array into Go struct field .attributes of type toxics.LatencyToxic", (1, 2, 1)),
+    ('{"toxicity": 1e40}', "number 1e40 into Go struct field .toxicity of type float32",
+     (1, 2, 1)),
+    ('[1]', f"array into Go value of type {UPDATE_TYPE}", (1, 2, 1)),
+    ('{"attributes": {"latency": 5, "jitter": "x"', None, (1, 2, 1)),  # syntax: nothing
+    ('{"attributes": null, "toxicity": 0.75}', "", (1, 2, 0.75)),
+    ('{"attributes": {"latency": null, "jitter": 8}}', "", (1, 8, 1)),
+])
+def test_toxic_update_decodes_in_place_like_go(api: Api, proxy: dict[str, Any], body: str,
+                                               error: str | None,
+                                               stored: tuple[int, int, float]) -> None:
+    path = f"/proxies/{proxy['name']}/toxics"
+    api.ok("POST", path, {"type": "latency", "attributes": {"latency": 1, "jitter": 2}})
+    reply = api.request("PATCH", f"{path}/latency_downstream", body)
+    if error == "":
+        assert reply.status == 200, reply
+    elif error is None:
+        assert_error(reply, 400, prefix="bad request body: ")
+    else:
+        assert_error(reply, 400, f"{CANNOT} {error}")
+    after = api.ok("GET", f"{path}/latency_downstream")
+    assert (after["attributes"]["latency"], after["attributes"]["jitter"],
+            after["toxicity"]) == stored
+
+
+@pytest.mark.parametrize(("route", "body", "error"), [
+    ("toxics", {"type": "slicer", "attributes": {"average_size": "x"}},
+     "string into Go struct field SlicerToxic.attributes.average_size of type int"),
+    ("toxics", {"type": "reset_peer", "attributes": {"timeout": "x"}},
+     "string into Go struct field ResetToxic.attributes.timeout of type int64"),
+    ("toxics", {"type": "bandwidth", "attributes": {"rate": 2.5}},
+     "number 2.5 into Go struct field BandwidthToxic.attributes.rate of type int64"),
+    ("toxics", {"type": "latency", "attributes": 5},
+     "number into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),
+    ("toxics", {"type": 5, "toxicity": "x"},
+     "number into Go struct field ToxicWrapper.type of type string"),
+    ("populate", [{"name": 5}], "number into Go struct field .name of type string"),
+    ("populate", [{"name": "a", "upstream": "b", "enabled": "x"}],
+     "string into Go struct field .enabled of type bool"),
+    ("populate", [5], f"number into Go value of type {POPULATE_ENTRY}"),
+    ("populate", [{"name": "a", "upstream": "b", "logger": 5}],
+     "number into Go struct field .Logger of type zerolog.Logger"),
+    ("proxies", {"name": "a", "upstream": "b", "LOGGER": []},
+     "array into Go struct field Proxy.Logger of type zerolog.Logger"),
+    ("populate", {}, f"object into Go value of type []{POPULATE_ENTRY}"),
+])
+def test_decode_errors_name_the_go_types(api: Api, proxy: dict[str, Any], route: str,
+                                         body: Any, error: str) -> None:
+    path = f"/proxies/{proxy['name']}/toxics" if route == "toxics" else f"/{route}"
+    reply = api.request("POST", path, body)
+    assert reply.status == 400, reply
+    assert reply.json()["error"] == f"{CANNOT} {error}"
+    if route == "toxics":
+        assert api.ok("GET", path) == []
+    else:
+        assert "a" not in api.ok("GET", "/proxies")
+    # A Logger object is decoded into the Go struct and then ignored.
+    logged = {"name": proxy["name"], "upstream": proxy["upstream"], "logger": {"level": 1}}
+    assert_error(api.request("POST", "/proxies", logged), 409, "proxy already exists")
+
+
+# --- what the toxiproxy-python client's own test suite exercises -------------------------
+
+
+def test_client_validate_response_on_raw_requests(toxiproxy_url: str,
+                                                  proxies: Proxies) -> None:
+    """Its API tests send raw requests (no listen) and check the client's status mapping."""
+    import requests
+    from toxiproxy.api import validate_response
+
+    with pytest.raises(NotFound):
+        validate_response(requests.get(f"{toxiproxy_url}/not_found", timeout=TIMEOUT))
+    body = {"upstream": "localhost:3306", "name": proxies.name()}
+    created = validate_response(requests.post(f"{toxiproxy_url}/proxies", json=body,
+                                              timeout=TIMEOUT))
+    assert created.status_code == 201
+    assert created.json()["upstream"] == "localhost:3306"  # never resolved nor dialled yet
+    with pytest.raises(ProxyExists):
+        validate_response(requests.post(f"{toxiproxy_url}/proxies", json=body,
+                                        timeout=TIMEOUT))
+
+
+def test_client_with_no_server_there(toxiproxy: Toxiproxy) -> None:
+    toxiproxy.update_api_consumer("127.0.0.1", free_port())
+    assert toxiproxy.running() is False
+    assert toxiproxy.version() is None
+
+
+def test_client_with_localhost_names(toxiproxy: Toxiproxy, proxies: Proxies,
+                                     backend: Backend) -> None:
+    upstream = f"localhost:{address(backend.address)[1]}"
+    created = toxiproxy.create(upstream=upstream, name=proxies.name())
+    assert created.upstream == upstream
+    with contextlib.closing(connect(created)) as sock:  # dialled by name per client
+        roundtrip(sock, b"omg\n")
+    name = proxies.name()
+    first, second = free_port(), free_port()
+    made = toxiproxy.populate([{"name": name, "upstream": upstream,
+                                "listen": f"localhost:{first}"}])
+    assert [p.listen for p in made] == [f"127.0.0.1:{first}"]  # reported resolved
+    with contextlib.closing(connect(made[0])) as sock:
+        roundtrip(sock)
+    moved = toxiproxy.populate([{"name": name, "upstream": upstream,
+                                 "listen": f"localhost:{second}"}])
+    assert [p.listen for p in moved] == [f"127.0.0.1:{second}"]
+    assert refused(f"127.0.0.1:{first}")
+
+
+def test_client_reset_after_a_toxic_added_while_disabled(toxiproxy: Toxiproxy,
+                                                         proxies: Proxies,
+                                                         backend: Backend) -> None:
+    created = toxiproxy.create(upstream=backend.address, name=proxies.name())
+    created.disable()
+    assert refused(created.listen)
+    created.add_toxic(type="latency", attributes={"latency": 123})
+    assert created.get_toxic("latency_downstream").attributes["latency"] == 123
+    assert toxiproxy.reset() is True
+    assert created.toxics() == {}
+    assert toxiproxy.get_proxy(created.name).listen == created.listen
+    with contextlib.closing(connect(created)) as sock:
+        roundtrip(sock)
+
+
 # --- the stand-in itself -----------------------------------------------------------------
 
 
@@ -1015,10 +1261,13 @@ def test_standin_stop_closes_every_socket_and_thread() -> None:
                                         "listen": "127.0.0.1:0"}, status=201)
     api.ok("POST", "/proxies/p/toxics", {"type": "latency", "attributes": {"latency": 1000}})
     api.ok("POST", "/proxies/p/toxics", {"type": "timeout", "stream": "upstream"})
-    clients = [connect(proxy) for _ in range(3)]
+    wildcard = api.ok("POST", "/proxies", {"name": "w", "upstream": echo.address},
+                      status=201)  # two listening sockets, 127.0.0.1 and ::1
+    clients = [connect(proxy) for _ in range(3)] + [connect(wildcard)]
     try:
-        for sock in clients:
+        for sock in clients[:3]:
             sock.sendall(b"in flight")
+        roundtrip(clients[3])
         server.stop()
         for sock in clients:  # EOF, or RST if the kernel still held unread bytes
             with contextlib.suppress(ConnectionResetError):
@@ -1062,6 +1311,26 @@ def test_standin_listens_on_loopback_only() -> None:
         reply = api.request("POST", "/proxies", {"name": "p", "upstream": "127.0.0.1:1",
                                                  "listen": "192.0.2.1:0"})
         assert_error(reply, 500, prefix="listen tcp 192.0.2.1:0: bind: ")
-        wildcard = api.ok("POST", "/proxies", {"name": "q", "upstream": "127.0.0.1:1",
-                                               "listen": "0.0.0.0:0"}, status=201)
-        assert address(wildcard["listen"])[0] == "127.0.0.1"
+        # A wildcard is reported as Go reports its dual-stack socket, but only loopback is bound.
+        for name, listen in [("q", "0.0.0.0:0"), ("r", ""), ("s", "[::]:0")]:
+            wildcard = api.ok("POST", "/proxies", {"name": name, "upstream": "127.0.0.1:1",
+                                                   "listen": listen}, status=201)
+            host, port = address(wildcard["listen"])
+            assert host == "::"
+            assert sorted(_listening_on(port)) == ["127.0.0.1", "::1"]
+
+
+def _listening_on(port: int) -> list[str]:
+    """The local addresses of the sockets listening on ``port`` (from /proc/net/tcp{,6})."""
+    found = []
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, _remote, state = line.split()[1:4]
+            host, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(host)
+                # The kernel prints each 32-bit word in host (little-endian) order.
+                packed = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+                found.append(socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6,
+                                              packed))
+    return found

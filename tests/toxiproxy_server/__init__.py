@@ -18,8 +18,14 @@ loop in one thread.
 
 Known differences from the Go server:
 
-- Listens on loopback only: an empty or wildcard ``listen`` binds 127.0.0.1 (``::`` binds ::1)
-  and reports that address (Go: ``[::]:port``); other addresses fail with a 500.
+- Listens on loopback only. An empty or wildcard ``listen`` (``""``, ``:P``, ``0.0.0.0:P``,
+  ``[::]:P``) binds 127.0.0.1:P and [::1]:P and reports ``[::]:P``, as Go reports its one
+  dual-stack socket; other non-loopback addresses fail with a 500.
+- Decode errors are worded as the Go 1.23 toolchain that built the 2.12.0 release words them
+  (``Go struct field LatencyToxic.attributes.jitter``); newer Go words some differently.
+- Each accepted client is dialled at once, in parallel (Go dials one at a time per proxy, so
+  a hanging dial holds up the next clients and API changes of that proxy); stopping a proxy
+  cancels a dial in progress.
 - ``bandwidth`` with ``rate`` <= 0 passes data unlimited (as documented; the Go code would
   loop), and ``slicer`` never makes empty pieces (Go recurses for ever with size 0 / variation
   0, or can panic when ``size_variation`` exceeds half a chunk).

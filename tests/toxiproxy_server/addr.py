@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -73,7 +74,9 @@ async def resolve_host(host: str) -> IPAddress | None:
     if host == "":
         return None
     with contextlib.suppress(ValueError):
-        return ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host)
+        mapped = ip.ipv4_mapped if ip.version == 6 else None
+        return mapped or ip  # Go treats ::ffff:a.b.c.d as the IPv4 address it maps
     if host.lower() == "localhost":
         return ipaddress.IPv4Address("127.0.0.1")
     loop = asyncio.get_running_loop()
@@ -88,55 +91,100 @@ async def resolve_host(host: str) -> IPAddress | None:
     return ips[0]
 
 
+def _split(hostport: str) -> tuple[str, int]:
+    """Host and port number of ``hostport``; ``""`` is host ``""``, port 0 (Go's resolver
+    skips SplitHostPort for an empty address, so it means "any address, any port")."""
+    if hostport == "":
+        return "", 0
+    host, port = split_host_port(hostport)
+    return host, parse_port(port)
+
+
 async def resolve(hostport: str) -> str:
-    """Go's net.ResolveTCPAddr(...).String(): ``localhost:1`` -> ``127.0.0.1:1``."""
+    """Go's net.ResolveTCPAddr(...).String(): ``localhost:1`` -> ``127.0.0.1:1``, ``""`` ->
+    ``:0``."""
     try:
-        host, port = split_host_port(hostport)
-        number = parse_port(port)
+        host, number = _split(hostport)
         ip = await resolve_host(host)
     except (AddrError, OSError) as exc:
         raise internal(str(exc)) from None
     return join_host_port(ip, number)
 
 
-def _loopback_for(ip: IPAddress | None) -> IPAddress | None:
-    """The address this stand-in binds for ``ip``: wildcards become loopback, other
-    non-loopback addresses are refused (it is a test tool: nothing outside the machine)."""
-    if ip is None or ip == ipaddress.IPv4Address("0.0.0.0"):
-        return ipaddress.IPv4Address("127.0.0.1")
-    if ip == ipaddress.IPv6Address("::"):
-        return ipaddress.IPv6Address("::1")
-    return ip if ip.is_loopback else None
+_WILDCARDS = (None, ipaddress.IPv4Address("0.0.0.0"), ipaddress.IPv6Address("::"))
+_LOOPBACK4, _LOOPBACK6 = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")
+_BIND_TRIES = 20  # a random port free on ::1 can be taken on 127.0.0.1: try another
 
 
-async def listen(hostport: str) -> tuple[socket.socket, str]:
-    """A listening, non-blocking socket for ``hostport`` and its bound address as text.
+async def listen(hostport: str) -> tuple[list[socket.socket], str]:
+    """Listening, non-blocking sockets for ``hostport`` and the bound address as text.
+
+    Go listens on a wildcard (``""``, ``:P``, ``0.0.0.0:P``, ``[::]:P``) with one dual-stack
+    socket and reports ``[::]:P``. This stand-in stays on loopback: it binds 127.0.0.1:P and
+    [::1]:P on the same port and reports ``[::]:P`` too (``0.0.0.0:P`` where the machine has
+    no IPv6, as Go then does). Other non-loopback addresses are refused.
 
     Raises ApiError 500 with Go's wording, e.g.
     ``listen tcp 127.0.0.1:3310: bind: address already in use``."""
     try:
-        host, port_text = split_host_port(hostport)
-        port = parse_port(port_text)
+        host, port = _split(hostport)
         ip = await resolve_host(host)
     except (AddrError, OSError) as exc:
         raise internal(f"listen tcp: {exc}") from None
     wanted = join_host_port(ip, port)
-    bind_ip = _loopback_for(ip)
-    if bind_ip is None:
+    if ip in _WILDCARDS:
+        return _listen_wildcard(wanted, port)
+    assert ip is not None
+    if not ip.is_loopback:
         raise internal(f"listen tcp {wanted}: bind: cannot assign requested address "
                        "(this Toxiproxy stand-in only listens on loopback addresses)")
-    family = socket.AF_INET6 if bind_ip.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = _bind(ip, port)
+    except OSError as exc:
+        raise internal(f"listen tcp {wanted}: bind: {_os_text(exc)}") from None
+    return [sock], join_host_port(ip, sock.getsockname()[1])
+
+
+def _listen_wildcard(wanted: str, port: int) -> tuple[list[socket.socket], str]:
+    for _ in range(_BIND_TRIES if port == 0 else 1):
+        try:
+            six = _bind(_LOOPBACK6, port)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                raise internal(f"listen tcp {wanted}: bind: {_os_text(exc)}") from None
+            break  # no IPv6 here: Go would listen on IPv4 only and say 0.0.0.0
+        bound = six.getsockname()[1]
+        try:
+            four = _bind(_LOOPBACK4, bound)
+        except OSError as exc:
+            six.close()
+            if port == 0 and exc.errno == errno.EADDRINUSE:
+                continue
+            raise internal(f"listen tcp {wanted}: bind: {_os_text(exc)}") from None
+        return [six, four], join_host_port(ipaddress.IPv6Address("::"), bound)
+    else:
+        raise internal(f"listen tcp {wanted}: bind: address already in use")
+    try:
+        four = _bind(_LOOPBACK4, port)
+    except OSError as exc:
+        raise internal(f"listen tcp {wanted}: bind: {_os_text(exc)}") from None
+    return [four], join_host_port(ipaddress.IPv4Address("0.0.0.0"), four.getsockname()[1])
+
+
+def _bind(ip: IPAddress, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                         socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go does
-        sock.bind((str(bind_ip), port))
+        if ip.version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((str(ip), port))
         sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
-    except OSError as exc:
+    except BaseException:
         sock.close()
-        raise internal(f"listen tcp {wanted}: bind: {_os_text(exc)}") from None
-    bound = ipaddress.ip_address(sock.getsockname()[0])
-    return sock, join_host_port(bound, sock.getsockname()[1])
+        raise
+    return sock
 
 
 def _os_text(exc: OSError) -> str:

@@ -20,15 +20,43 @@ class DecodeError(Exception):
     """A body that does not decode; the message is Go's error text."""
 
 
-def _fold_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {key.lower(): value for key, value in pairs}
+class GoObject(dict[str, Any]):
+    """A decoded JSON object: lower-cased keys (the last duplicate wins), and ``pairs``, every
+    key and value in document order, for decoding in place as Go does (each pair in turn)."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _fold_keys(pairs: list[tuple[str, Any]]) -> GoObject:
+    obj = GoObject((key.lower(), value) for key, value in pairs)
+    obj.pairs = pairs
+    return obj
+
+
+def pairs(obj: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The key/value pairs of a decoded object in document order, keys lower-cased."""
+    items = obj.pairs if isinstance(obj, GoObject) else list(obj.items())
+    return [(key.lower(), value) for key, value in items]
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_fold_keys, parse_constant=_reject_constant)
+class GoFloat(float):
+    """A JSON number with a fraction or exponent, keeping its text (Go's errors quote it)."""
+
+    literal: str
+
+
+def _parse_float(text: str) -> GoFloat:
+    number = GoFloat(text)
+    number.literal = text
+    return number
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_fold_keys, parse_constant=_reject_constant,
+                            parse_float=_parse_float)
 _WHITESPACE = " \t\n\r"
 
 
@@ -81,7 +109,7 @@ def type_error(value: Any, target: str, go_type: str, literal: bool = False) -> 
     """Go's UnmarshalTypeError text; ``target`` is e.g. ``Go struct field Proxy.name``."""
     what = kind(value)
     if literal and what == "number":
-        what = f"number {json.dumps(value)}"
+        what = f"number {getattr(value, 'literal', None) or json.dumps(value)}"
     return DecodeError(f"json: cannot unmarshal {what} into {target} of type {go_type}")
 
 
@@ -89,10 +117,13 @@ def field(obj: dict[str, Any], name: str, owner: str, go_type: str) -> Any:
     """The value of struct field ``name`` checked against ``go_type``; None if null/absent.
 
     go_type is one of ``string``, ``bool``, ``float32``, ``int64``, ``int``."""
-    value = obj.get(name)
+    return check(obj.get(name), f"Go struct field {owner}.{name}", go_type)
+
+
+def check(value: Any, target: str, go_type: str) -> Any:
+    """``value`` checked against ``go_type`` (as ``field``); None if null."""
     if value is None:
         return None
-    target = f"Go struct field {owner}.{name}"
     if go_type == "string":
         if isinstance(value, str):
             return value

@@ -31,8 +31,8 @@ class Proxy:
         self.enabled = False
         self.toxics = ToxicCollection()
         self.connections: set[Connection] = set()
-        self._listener: socket.socket | None = None
-        self._accepting: asyncio.Task[None] | None = None
+        self._listeners: list[socket.socket] = []  # two for a wildcard (see addr.listen)
+        self._accepting: list[asyncio.Task[None]] = []
         self._dialling: set[asyncio.Task[None]] = set()
 
     def to_json(self) -> dict[str, Any]:
@@ -49,23 +49,25 @@ class Proxy:
         """Bind ``listen`` and accept clients. ApiError 500 if it cannot bind."""
         if self.enabled:
             return
-        self._listener, self.listen = await addr.listen(self.listen)
+        self._listeners, self.listen = await addr.listen(self.listen)
         self.enabled = True
-        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+        loop = asyncio.get_running_loop()
+        self._accepting = [loop.create_task(self._accept(sock)) for sock in self._listeners]
 
     async def stop(self) -> None:
         """Close the listener and drop every connection (both sockets closed)."""
         if not self.enabled:
             return
         self.enabled = False
-        tasks = [task for task in (self._accepting, *self._dialling) if task is not None]
+        tasks = [*self._accepting, *self._dialling]
+        self._accepting = []
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        for sock in self._listeners:
+            sock.close()
+        self._listeners = []
         await asyncio.gather(*(conn.close() for conn in list(self.connections)))
 
     async def differs(self, listen: str, upstream: str) -> bool:
@@ -83,11 +85,9 @@ class Proxy:
         if enabled != self.enabled:
             await (self.start() if enabled else self.stop())
 
-    async def _accept(self) -> None:
+    async def _accept(self, listener: socket.socket) -> None:
         # Not loop.sock_accept(): on Python 3.11, cancelling it can accept a client and lose
         # the socket (the callback ignores that the future was cancelled; fixed in 3.12).
-        listener = self._listener
-        assert listener is not None
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -185,21 +185,39 @@ class ProxyCollection:
         return done or None, None
 
 
-def parse_proxy_input(obj: Any, owner: str = "Proxy") -> dict[str, Any]:
-    """name, listen, upstream, enabled of a JSON proxy (None where null or absent)."""
+PROXY_FIELDS = {"name": "string", "listen": "string", "upstream": "string", "enabled": "bool"}
+#: The element type /populate decodes into, as Go 1.23's decode errors print it.
+POPULATE_ENTRY = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+
+
+def parse_proxy_input(obj: Any, owner: str = "Proxy",
+                      go_type: str = "toxiproxy.Proxy") -> dict[str, Any]:
+    """name, listen, upstream, enabled of a JSON proxy (None where null or absent). Fields are
+    decoded in document order and the first type error is reported, as Go does."""
     if obj is None:
         obj = {}
     if not isinstance(obj, dict):
-        raise bad_request_body(gojson.type_error(obj, "Go value", f"toxiproxy.{owner}"))
-    try:
-        return {
-            "name": gojson.field(obj, "name", owner, "string"),
-            "listen": gojson.field(obj, "listen", owner, "string"),
-            "upstream": gojson.field(obj, "upstream", owner, "string"),
-            "enabled": gojson.field(obj, "enabled", owner, "bool"),
-        }
-    except gojson.DecodeError as exc:
-        raise bad_request_body(exc) from None
+        raise bad_request_body(gojson.type_error(obj, "Go value", go_type))
+    fields: dict[str, Any] = dict.fromkeys(PROXY_FIELDS)
+    first: gojson.DecodeError | None = None
+    for key, value in gojson.pairs(obj):
+        if key == "logger" and not isinstance(value, dict | None):
+            # Go's Proxy has an exported, untagged Logger *zerolog.Logger field: the key is
+            # decoded into it (and then unused), so only an object or null gets through.
+            first = first or gojson.type_error(value, f"Go struct field {owner}.Logger",
+                                               "zerolog.Logger")
+        if key not in PROXY_FIELDS:
+            continue
+        try:
+            checked = gojson.check(value, f"Go struct field {owner}.{key}", PROXY_FIELDS[key])
+        except gojson.DecodeError as exc:
+            first = first or exc
+            continue
+        if checked is not None:
+            fields[key] = checked
+    if first is not None:
+        raise bad_request_body(first)
+    return fields
 
 
 def decode_body(body: bytes) -> Any:
@@ -214,8 +232,9 @@ def _parse_populate(body: bytes) -> list[tuple[str, str, str, bool]]:
     if entries is None:
         return []
     if not isinstance(entries, list):
-        raise bad_request_body(gojson.type_error(entries, "Go value", "[]toxiproxy.Proxy"))
-    fields = [parse_proxy_input(entry) for entry in entries]
+        raise bad_request_body(gojson.type_error(entries, "Go value", f"[]{POPULATE_ENTRY}"))
+    # The entries' type is an anonymous struct: Go names their fields ".name" and so on.
+    fields = [parse_proxy_input(entry, "", POPULATE_ENTRY) for entry in entries]
     result = []
     for number, entry in enumerate(fields, 1):
         if not entry["name"]:

@@ -48,18 +48,30 @@ class ToxicWrapper:
         }
 
 
-def _apply_attributes(toxic: Toxic, attributes: dict[str, Any]) -> None:
-    """Set the attributes present in ``attributes`` (all checked before any is set)."""
-    values = {}
-    for name in toxic.attribute_names():
+#: The Go type UpdateToxicJson decodes a body into, as its decode errors print it.
+UPDATE_TYPE = ('struct { Attributes interface {} "json:\\"attributes\\""; '
+               'Toxicity float32 "json:\\"toxicity\\"" }')
+
+
+def _decode_attributes(toxic: Toxic, attributes: dict[str, Any]) -> gojson.DecodeError | None:
+    """Decode an ``attributes`` object into ``toxic`` in place, as Go's encoding/json does:
+    pair by pair in document order, a value of the wrong type is skipped, every other known
+    attribute is set at once (even after a bad one), unknown keys are ignored, null leaves an
+    attribute as it was. Returns the first error (Go reports only that one), or None."""
+    names = set(toxic.attribute_names())
+    first: gojson.DecodeError | None = None
+    for key, value in gojson.pairs(attributes):
+        if key not in names:
+            continue
+        target = f"Go struct field {toxic.go_struct()}.attributes.{key}"
         try:
-            value = gojson.field(attributes, name, ".attributes", "int64")
+            checked = gojson.check(value, target, toxic.go_field_type)
         except gojson.DecodeError as exc:
-            raise bad_request_body(exc) from None
-        if value is not None:
-            values[name] = value
-    for name, value in values.items():
-        setattr(toxic, name, value)
+            first = first or exc
+            continue
+        if checked is not None:
+            setattr(toxic, key, checked)
+    return first
 
 
 def _decode_object(body: bytes, go_type: str) -> dict[str, Any]:
@@ -72,16 +84,6 @@ def _decode_object(body: bytes, go_type: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request_body(gojson.type_error(value, "Go value", go_type))
     return value
-
-
-def _attributes_object(obj: dict[str, Any], owner: str) -> dict[str, Any]:
-    attributes = obj.get("attributes")
-    if attributes is None:
-        return {}
-    if not isinstance(attributes, dict):
-        raise bad_request_body(gojson.type_error(
-            attributes, f"Go struct field {owner}.attributes", "toxics.Toxic"))
-    return attributes
 
 
 class ToxicCollection:
@@ -111,39 +113,71 @@ class ToxicCollection:
         """Create a toxic from an API body. Checks in the Go server's order: decode, stream,
         type, duplicate name, attribute types."""
         obj = _decode_object(body, "toxics.ToxicWrapper")
-        try:
-            name = gojson.field(obj, "name", "ToxicWrapper", "string") or ""
-            type_name = gojson.field(obj, "type", "ToxicWrapper", "string") or ""
-            stream = gojson.field(obj, "stream", "ToxicWrapper", "string")
-            toxicity = gojson.field(obj, "toxicity", "ToxicWrapper", "float32")
-        except gojson.DecodeError as exc:
-            raise bad_request_body(exc) from None
-        attributes = _attributes_object(obj, "ToxicWrapper")
+        fields: dict[str, Any] = {}
+        first: gojson.DecodeError | None = None
+        for key, value in gojson.pairs(obj):  # Go's first decode, into a noop toxic
+            go_type = {"name": "string", "type": "string", "stream": "string",
+                       "toxicity": "float32"}.get(key)
+            try:
+                if go_type is not None:
+                    checked = gojson.check(value, f"Go struct field ToxicWrapper.{key}", go_type)
+                    fields[key] = fields.get(key) if checked is None else checked
+                elif key == "attributes" and not isinstance(value, dict | None):
+                    raise gojson.type_error(value, "Go struct field ToxicWrapper.attributes",
+                                            "toxics.NoopToxic")
+            except gojson.DecodeError as exc:
+                first = first or exc
+        if first is not None:
+            raise bad_request_body(first)
+        stream = fields.get("stream")
         stream = "downstream" if stream is None else stream
         direction = parse_direction(stream)
         if direction is None:
             raise invalid_stream()
-        name = name or f"{type_name}_{stream}"
+        type_name = fields.get("type") or ""
+        name = fields.get("name") or f"{type_name}_{stream}"
         if type_name not in REGISTRY:
             raise invalid_toxic_type()
         if self.find(name) is not None:
             raise toxic_already_exists()
         toxic = REGISTRY[type_name]()
-        _apply_attributes(toxic, attributes)
+        for key, value in gojson.pairs(obj):  # Go's second decode, into the new toxic
+            if key == "attributes" and value is not None:
+                error = _decode_attributes(toxic, value)
+                if error is not None:
+                    raise bad_request_body(error)
+        toxicity = fields.get("toxicity")
         wrapper = ToxicWrapper(name, type_name, stream, 1.0 if toxicity is None else toxicity,
                                toxic, direction)
         await self._chain_add(wrapper)
         return wrapper
 
     async def update_json(self, name: str, body: bytes) -> ToxicWrapper:
-        """Merge ``{"attributes": {...}, "toxicity": x}`` into a toxic; the rest is fixed."""
+        """Merge ``{"attributes": {...}, "toxicity": x}`` into a toxic; the rest is fixed.
+
+        As in Go, the attributes are decoded into the live toxic: when one has the wrong type
+        the answer is 400, yet the good ones are already stored (and running links see them);
+        the toxicity is stored, and the links restarted, only when the whole body decodes."""
         wrapper = self.get(name)
-        obj = _decode_object(body, "struct { Attributes interface {}; Toxicity float32 }")
-        try:
-            toxicity = gojson.field(obj, "toxicity", "", "float32")
-        except gojson.DecodeError as exc:
-            raise bad_request_body(exc) from None
-        _apply_attributes(wrapper.toxic, _attributes_object(obj, ""))
+        obj = _decode_object(body, UPDATE_TYPE)
+        toxicity: float | None = None
+        first: gojson.DecodeError | None = None
+        for key, value in gojson.pairs(obj):
+            try:
+                if key == "toxicity":
+                    checked = gojson.check(value, "Go struct field .toxicity", "float32")
+                    toxicity = toxicity if checked is None else checked
+                elif key == "attributes" and value is not None:
+                    if not isinstance(value, dict):
+                        raise gojson.type_error(value, "Go struct field .attributes",
+                                                f"toxics.{wrapper.toxic.go_struct()}")
+                    error = _decode_attributes(wrapper.toxic, value)
+                    if error is not None:
+                        raise error
+            except gojson.DecodeError as exc:
+                first = first or exc
+        if first is not None:
+            raise bad_request_body(first)
         if toxicity is not None:
             wrapper.toxicity = toxicity
         await self._on_links(wrapper.direction, lambda link: link.update_toxic(wrapper))

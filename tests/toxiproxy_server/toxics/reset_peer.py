@@ -14,6 +14,7 @@ from .toxic import Toxic, ToxicStub, register
 class ResetPeerToxic(Toxic):
     type_name = "reset_peer"
     resets_peer = True
+    go_name = "ResetToxic"
 
     timeout: int = 0  # ms
 

@@ -15,6 +15,7 @@ from .toxic import Toxic, ToxicStub, register
 @dataclass
 class SlicerToxic(Toxic):
     type_name = "slicer"
+    go_field_type = "int"
 
     average_size: int = 0  # bytes
     size_variation: int = 0  # bytes

@@ -35,6 +35,14 @@ class Toxic:
     buffer_size: ClassVar[int] = 0
     #: Present when a connection opens, the connection's sockets close with an RST.
     resets_peer: ClassVar[bool] = False
+    #: The Go struct's name (``toxics.<go_name>``) and its fields' type, as decode errors
+    #: name them; None means the class name.
+    go_name: ClassVar[str | None] = None
+    go_field_type: ClassVar[str] = "int64"
+
+    @classmethod
+    def go_struct(cls) -> str:
+        return cls.go_name or cls.__name__
 
     @classmethod
     def attribute_names(cls) -> tuple[str, ...]:
