@@ -25,6 +25,7 @@ from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr, resolve
+from relay.net.sliced import SlicedJob
 from relay.net.splice import PipePool, splice_supported
 from relay.runconfig import RunConfig, prepare
 
@@ -61,6 +62,7 @@ class RelayServer:
         self.reloads: Counter[str] = Counter()
         self.heartbeat = self.reactor.now
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
+        self._flushing: SlicedJob[None] | None = None
         self.pipes = PipePool()
         self.buffers = BufferPool()
         self.idle = IdleSlots(self.reactor)
@@ -202,7 +204,9 @@ class RelayServer:
             self.last_stall = (now, lag + self.HEARTBEAT)
             log.warning("reactor_stalled", seconds=round(lag + self.HEARTBEAT, 3))
         self.heartbeat = now
-        self.metrics.flush(self)
+        if self._flushing is None or not self._flushing.running:  # in slices: 1,000 backends
+            self._flushing = SlicedJob(self.reactor, self.metrics.flush_steps(self),
+                                       lambda results, error: None)
         if self.on_beat is not None:
             self.on_beat()
         self.reactor.call_later(self.HEARTBEAT, self._beat)
@@ -288,7 +292,7 @@ class RelayServer:
         self.listeners = listeners
         self.by_name = {listener.name: listener for listener in listeners}
         if self.admin is not None:
-            self.admin.token = ready.admin_token
+            self.admin.set_token(ready.admin_token)
             if admin_fresh is not None:
                 self.admin.close()
                 self.admin = AdminServer(self, admin_address, ready.admin_token)
