@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
 RECV_SIZE = 16 * 1024
+SEND_BUFFER = 128 * 1024  # SO_SNDBUF of a client (Linux doubles it): kernel memory per client
 HEAD_TIMEOUT = 5.0  # seconds for a request head (and for an idle keep-alive)
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its answer
 MAX_CONNECTIONS = 64
@@ -90,6 +91,7 @@ class AdminServer:
         self._serials = itertools.count()
         self._paused = False
         self._pause_logged = False
+        self._reserve: int | None = None  # a descriptor kept free for admin clients
         self._rendered: bytes | None = None  # the last /metrics text, and when it was made
         self._rendered_at = 0.0
         self._render: SlicedJob[bytes] | None = None
@@ -109,6 +111,7 @@ class AdminServer:
         sock, self.bound = bound or self.bind(self.address)
         self.sock = sock
         self.reactor.register(sock.fileno(), EPOLLIN, self)
+        self._take_reserve()
         log.info("admin_open", address=self.bound)
         self._warn_if_open()
 
@@ -134,6 +137,7 @@ class AdminServer:
             self.reactor.unregister(self.sock.fileno())
             self.sock.close()
             self.sock = None
+        self._release_reserve()
 
     def on_event(self, fd: int, events: int) -> None:
         if self.sock is None or self._paused:
@@ -144,15 +148,33 @@ class AdminServer:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
-                    self._pause(exc)
-                    return
-                continue  # ECONNABORTED and the like: that client is gone
+                if exc.errno not in _RESOURCE_ERRORS:
+                    continue  # ECONNABORTED and the like: that client is gone
+                if self._release_reserve() or self._evict():
+                    continue  # a descriptor is free again: a probe still gets in
+                self._pause(exc)
+                return
             self._pause_logged = False
             if len(self.connections) >= MAX_CONNECTIONS and not self._evict():
                 client.close()  # every slot is busy with a request of ours: refuse
                 continue
             self.connections.add(AdminConnection(self, client))
+
+    def _take_reserve(self) -> None:
+        """Hold a descriptor for the admin: when sessions use up every other one, /healthz
+        and /readyz can still be accepted (on the reserve's number)."""
+        if self._reserve is None and self.sock is not None:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                pass  # out of descriptors right now: the next connection to close gives one
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None:
+            return False
+        os.close(self._reserve)
+        self._reserve = None
+        return True
 
     def _evict(self) -> bool:
         """Close the connection that has waited longest on its client; False if none does."""
@@ -291,6 +313,10 @@ class AdminConnection:
         self.fd = sock.fileno()
         self.serial = next(admin._serials)  # accept order: the tie-break among evictees
         sock.setblocking(False)
+        try:  # each send copies at most this much into the kernel (not 4 MB per client)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
         self.out: deque[memoryview] = deque()  # the answer being sent (its body is shared)
         self.request: h11.Request | None = None
@@ -478,3 +504,4 @@ class AdminConnection:
         self.parked = False
         self.waiting_since = None
         self.admin.connections.discard(self)
+        self.admin._take_reserve()  # the descriptor just freed, before a session takes it

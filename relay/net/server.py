@@ -63,6 +63,7 @@ class RelayServer:
         self.heartbeat = self.reactor.now
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
         self._flushing: SlicedJob[None] | None = None
+        self._series_frozen = False
         self.pipes = PipePool()
         self.buffers = BufferPool()
         self.idle = IdleSlots(self.reactor)
@@ -206,10 +207,17 @@ class RelayServer:
         self.heartbeat = now
         if self._flushing is None or not self._flushing.running:  # in slices: 1,000 backends
             self._flushing = SlicedJob(self.reactor, self.metrics.flush_steps(self),
-                                       lambda results, error: None)
+                                       self._flushed)
         if self.on_beat is not None:
             self.on_beat()
         self.reactor.call_later(self.HEARTBEAT, self._beat)
+
+    def _flushed(self, results: list[None], error: BaseException | None) -> None:
+        if not self._series_frozen:
+            # the series the first flush created live as long as the process: keep the
+            # collector off them (with 1,000 backends a full collection took 20-40 ms)
+            self._series_frozen = True
+            gc.freeze()
 
     def _group(self, listener: str) -> BackendGroup:
         found = self.by_name.get(listener)
