@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.component.test_admin_abuse import listeners  # noqa: E402
-from tests.support.abuse import EchoLoop, pipelined_metrics_flood, rss_bytes  # noqa: E402
-from tests.support.relayproc import REPO, RelayProcess, admin_request, toml_config  # noqa: E402
-from tests.support.servers import EchoServer  # noqa: E402
+from tests.component.test_admin_abuse import listeners
+from tests.support.abuse import EchoLoop, pipelined_metrics_flood, rss_bytes
+from tests.support.relayproc import REPO, RelayProcess, admin_request, toml_config
+from tests.support.servers import EchoServer
 
 
 def ms(times: list[float]) -> str:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import errno
 import hmac
 import ipaddress
-import itertools
 import json
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -88,7 +88,7 @@ class AdminServer:
         self.connections: set[AdminConnection] = set()
         self.bound = ""
         self.evicted = 0
-        self._serials = itertools.count()
+        self.accepted = 0
         self._paused = False
         self._pause_logged = False
         self._reserve: int | None = None  # a descriptor kept free for admin clients
@@ -142,23 +142,42 @@ class AdminServer:
     def on_event(self, fd: int, events: int) -> None:
         if self.sock is None or self._paused:
             return
+        first = self.accepted  # connections accepted from here on are not evicted for others
         for _ in range(ACCEPT_BATCH):
             try:
                 client, _ = self.sock.accept()
             except BlockingIOError:
+                self._take_reserve()  # released for nothing: the queue was empty
                 return
             except OSError as exc:
                 if exc.errno not in _RESOURCE_ERRORS:
                     continue  # ECONNABORTED and the like: that client is gone
-                if self._release_reserve() or self._evict():
-                    continue  # a descriptor is free again: a probe still gets in
+                if not self._queued():
+                    self._take_reserve()
+                    return  # accept says EMFILE with no descriptor free, even if nobody waits
+                # someone waits: the reserve, or an admin client (already read) that is
+                # still waiting on its own client, makes room; a probe still gets in
+                if self._release_reserve() or self._evict(before=self.accepted):
+                    continue
                 self._pause(exc)
                 return
             self._pause_logged = False
-            if len(self.connections) >= MAX_CONNECTIONS and not self._evict():
+            if len(self.connections) >= MAX_CONNECTIONS and not self._evict(before=first):
                 client.close()  # every slot is busy with a request of ours: refuse
                 continue
-            self.connections.add(AdminConnection(self, client))
+            conn = AdminConnection(self, client)
+            self.connections.add(conn)
+            conn.on_event(conn.fd, EPOLLIN)  # a probe's request is usually there already
+
+    def _queued(self) -> int:
+        """Clients waiting in the listening socket's accept queue (Linux TCP_INFO of a
+        listening socket: tcpi_unacked); 1 when it cannot be known."""
+        assert self.sock is not None
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            return int(struct.unpack_from("I", info, 24)[0])
+        except (OSError, struct.error):
+            return 1
 
     def _take_reserve(self) -> None:
         """Hold a descriptor for the admin: when sessions use up every other one, /healthz
@@ -176,9 +195,10 @@ class AdminServer:
         self._reserve = None
         return True
 
-    def _evict(self) -> bool:
-        """Close the connection that has waited longest on its client; False if none does."""
-        waiting = [c for c in self.connections if c.waiting_since is not None]
+    def _evict(self, before: int) -> bool:
+        """Close the connection that has waited longest on its client (among those accepted
+        before number `before`); False if none does."""
+        waiting = [c for c in self.connections if c.waiting_since is not None and c.serial < before]
         if not waiting:
             return False
         min(waiting, key=lambda c: (c.waiting_since or 0.0, c.serial)).close()
@@ -311,7 +331,8 @@ class AdminConnection:
         self.reactor = admin.reactor
         self.sock = sock
         self.fd = sock.fileno()
-        self.serial = next(admin._serials)  # accept order: the tie-break among evictees
+        self.serial = admin.accepted  # accept order: the tie-break among evictees
+        admin.accepted += 1
         sock.setblocking(False)
         try:  # each send copies at most this much into the kernel (not 4 MB per client)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)

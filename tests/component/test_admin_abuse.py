@@ -19,7 +19,6 @@ from tests.support.abuse import (
     probe_healthz,
     rss_bytes,
 )
-from tests.support.servers import EchoServer
 
 BACKENDS = 1000  # a listener this big makes a /metrics render cost a quarter of a second
 SLOWDOWN = 20  # loaded round trip <= SLOWDOWN x the unloaded one (+ a floor of the same)
