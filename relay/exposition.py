@@ -5,7 +5,8 @@
 ``pieces`` yields the same bytes in slices of a few hundred samples, so the caller can
 let the loop turn between them. It drives each metric's own sample generator (the path
 ``collect()`` takes), through prometheus_client internals; a collector or registry that
-does not have them is rendered whole, as ``generate_latest`` would.
+does not have them (or *_created series, which go after their whole family) is rendered
+whole, as ``generate_latest`` would.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 
 from prometheus_client import CollectorRegistry, Metric, generate_latest
+from prometheus_client import metrics as client_metrics
 from prometheus_client.metrics import MetricWrapperBase
 
 BATCH = 256  # samples per piece: a few milliseconds of formatting
@@ -44,7 +46,8 @@ def pieces(registry: CollectorRegistry, batch: int = BATCH) -> Iterator[bytes]:
 
 def _collector_pieces(collector: object, batch: int) -> Iterator[bytes]:
     name = getattr(collector, "_name", None)
-    if not (isinstance(collector, MetricWrapperBase) and isinstance(name, str)
+    created = getattr(client_metrics, "_use_created", True)  # *_created go after a family
+    if created or not (isinstance(collector, MetricWrapperBase) and isinstance(name, str)
             and hasattr(collector, "_samples") and hasattr(collector, "_get_metric")):
         yield generate_latest(_Fixed(list(collector.collect())))  # type: ignore[attr-defined]
         return
