@@ -8,8 +8,10 @@ hostile admin client can neither stall relay nor grow its memory nor lock others
 - headers 16 KiB, body 64 KiB; the request head must arrive within HEAD_TIMEOUT and the
   whole exchange within REQUEST_TIMEOUT;
 - at MAX_CONNECTIONS, a new client evicts the connection that has waited longest on its
-  own client (a slow head, an idle keep-alive, an answer it does not read), so probes of
-  /healthz and /readyz always get in;
+  own client (a slow head, an idle keep-alive, an answer it does not read; else the oldest
+  waiting for a render), so probes of /healthz and /readyz always get in;
+- out of descriptors (EMFILE), a descriptor kept in reserve, or the eviction above,
+  lets a queued client in; with neither, accept rests ACCEPT_PAUSE (logged once);
 - /metrics is rendered a slice at a time (relay.net.sliced) at most once per METRICS_TTL,
   and every scrape in that window shares the same bytes.
 """
@@ -196,12 +198,19 @@ class AdminServer:
         return True
 
     def _evict(self, before: int) -> bool:
-        """Close the connection that has waited longest on its client (among those accepted
-        before number `before`); False if none does."""
-        waiting = [c for c in self.connections if c.waiting_since is not None and c.serial < before]
-        if not waiting:
+        """Make room: close the connection (accepted before number `before`) that has waited
+        longest on its own client, else the oldest one waiting for a /metrics render (a
+        scraper can retry; a probe locked out cannot); False if there is none."""
+        candidates = [c for c in self.connections if c.serial < before]
+        if not candidates:
             return False
-        min(waiting, key=lambda c: (c.waiting_since or 0.0, c.serial)).close()
+
+        def order(c: AdminConnection) -> tuple[int, float, int]:
+            if c.waiting_since is None:
+                return (1, 0.0, c.serial)
+            return (0, c.waiting_since, c.serial)
+
+        min(candidates, key=order).close()
         self.evicted += 1
         return True
 
@@ -423,23 +432,26 @@ class AdminConnection:
         response = self.admin.respond(self.method, target, headers, self)
         if response is None:
             self.parked = True
-            self.waiting_since = None  # on us, not on the client: not to be evicted
+            self.waiting_since = None  # on us, not on the client: evicted only last
             self._want(0)
             return
-        self.deliver(response)
+        self._reply(response)  # (_process goes on with the next request, if it can)
         if response[0] >= 400 and log.debug_enabled:
             log.debug("admin_request", method=self.method, target=target, status=response[0])
 
     def deliver(self, response: Response) -> None:
-        """Send the answer to the current request; then go on with the next one."""
+        """The answer a parked request waited for; then go on with the next request."""
         if self.fd < 0:
             return
         self.parked = False
+        self._reply(response)
+        if not self.out and self.fd >= 0 and not self.closing:
+            self._process()
+
+    def _reply(self, response: Response) -> None:
         status, ctype, body, extra = response
         self._send(status, ctype, b"" if self.method == "HEAD" else body, extra,
                    content_length=len(body))
-        if not self.out and self.fd >= 0 and not self.closing:
-            self._process()
 
     def _fail(self, status: int, text: str) -> None:
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
