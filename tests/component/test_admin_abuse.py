@@ -58,6 +58,8 @@ class Yardstick:
             f"{what}: a round trip took {worst * 1000:.1f} ms; unloaded max"
             f" {self.unloaded * 1000:.2f} ms, median {self.median * 1000:.2f} ms,"
             f" bound {self.bound * 1000:.1f} ms")
+        print(f"\n{what}: round trip max {worst * 1000:.1f} ms loaded, {self.unloaded * 1000:.1f}"
+              f" ms unloaded (median {self.median * 1000:.2f} ms; bound {self.bound * 1000:.0f} ms)")
         return worst
 
 
