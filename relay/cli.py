@@ -86,6 +86,9 @@ def cmd_run(path: str) -> int:
     ready = prepare(path)
     config = ready.config
     log.configure(config.runtime.log_format, config.runtime.log_level)
+    if os.geteuid() == 0:
+        log.warning("running_as_root", effect="a flaw in relay would hold every privilege;"
+                    " run it as an unprivileged user (the image does)")
     _raise_fd_limit(config)
     workers = config.runtime.workers or min(os.cpu_count() or 1, MAX_WORKERS)
     if workers > 1:

@@ -38,7 +38,8 @@ def _rendered_manifests() -> list[dict]:
 def test_kustomize_renders_manifests_that_validate_strictly(tmp_path):
     docs = _rendered_manifests()
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceMonitor"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret",
+                     "Service", "ServiceMonitor"]
     core = [d for d in docs if d["kind"] != "ServiceMonitor"]  # a CRD: no offline schema
     path = tmp_path / "rendered.yaml"
     path.write_text(yaml.safe_dump_all(core))
@@ -66,8 +67,8 @@ def test_deployment_is_safe_to_run_and_to_stop():
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     # the ConfigMap kustomize generated is the one mounted, and it is a valid relay config
-    (volume,) = pod["volumes"]
-    assert volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     parse_config(docs["ConfigMap"]["data"]["relay.toml"])
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
@@ -75,6 +76,39 @@ def test_deployment_is_safe_to_run_and_to_stop():
     assert monitor["spec"]["endpoints"][0]["port"] == "admin"
     service_ports = {p["name"] for p in docs["Service"]["spec"]["ports"]}
     assert service_ports == {"redis", "admin"}
+
+
+def test_admin_actions_need_the_token_secret_and_only_prometheus_reaches_the_admin_port():
+    docs = {d["kind"]: d for d in _rendered_manifests()}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    config = tomllib.loads(docs["ConfigMap"]["data"]["relay.toml"])
+    token_file = Path(config["admin"]["token_file"])
+    # the generated Secret is mounted where token_file points, readable by relay's group
+    secret = docs["Secret"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert token_file.name in secret["data"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert Path(mount["mountPath"]) == token_file.parent and mount["readOnly"] is True
+    assert volume["secret"]["defaultMode"] & 0o004 == 0  # not world-readable
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # the shipped token is empty: relay refuses to start until one is generated
+    assert secret["data"][token_file.name] == ""
+    # ingress: clients on the data port; the admin port only from Prometheus (kubelet probes
+    # come from the node, which NetworkPolicy always lets in)
+    policy = docs["NetworkPolicy"]["spec"]
+    labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    open_ports = [r for r in policy["ingress"] if "from" not in r]
+    assert [p["port"] for r in open_ports for p in r["ports"]] == ["redis"]
+    (admin_rule,) = [r for r in policy["ingress"] if "from" in r]
+    assert [p["port"] for p in admin_rule["ports"]] == ["admin"]
+    (peer,) = admin_rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] and peer["podSelector"]["matchLabels"]
+    named_ports = {p["name"] for p in container["ports"]}
+    assert {"redis", "admin"} <= named_ports
 
 
 def test_prometheus_config_rules_and_rule_tests():

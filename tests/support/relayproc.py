@@ -35,7 +35,9 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
 
     rt = {"log_format": "json", "log_level": "info", "shutdown_grace": "5s"}
     rt.update(runtime or {})
-    lines = ["[admin]", f'listen = "127.0.0.1:{admin_port}"', *table(admin or {}), "",
+    admin = dict(admin or {})
+    listen = admin.pop("listen", f"127.0.0.1:{admin_port}")
+    lines = ["[admin]", f"listen = {value(listen)}", *table(admin), "",
              "[runtime]", *table(rt), ""]
     for lst in listeners:
         lines += ["[[listener]]", *table(lst), ""]
