@@ -70,7 +70,7 @@ class Supervisor:
         self.spawned = 0
         self.pending: deque[int] = deque()  # slots waiting for their worker to be spawned
         self.deaths: Counter[int] = Counter()  # quick deaths in a row, per slot
-        self.counts_dir = tempfile.mkdtemp(prefix="relay-counts-")
+        self.counts_dir = _counts_dir()
         self.base: dict[Key, list[int]] = {}  # counters of workers that are gone
         self.ghosts: dict[Key, Backend] = {}  # backends a reload removed, still on old workers
         self.server.extra_status = self._status
@@ -372,3 +372,15 @@ def _add(into: dict[Key, list[int]], key: Key, values: list[int]) -> None:
         into[key] = list(values)
     else:
         into[key] = [a + b for a, b in zip(have, values, strict=True)]
+
+
+def _counts_dir() -> str:
+    """Where workers keep their counters: memory-backed /dev/shm where it can be written (a
+    container with a read-only root file system still has it), else the temporary directory."""
+    for base in ("/dev/shm", None):
+        try:
+            return tempfile.mkdtemp(prefix="relay-counts-", dir=base)
+        except OSError:
+            if base is None:
+                raise
+    raise AssertionError("unreachable")
