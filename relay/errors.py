@@ -30,3 +30,7 @@ class ConfigError(Exception):
 
     def lines(self) -> list[str]:
         return [p.render(self.source) for p in self.problems]
+
+
+class UnknownName(LookupError):
+    """An operator named a listener or backend that the running configuration lacks."""

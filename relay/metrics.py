@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,6 +28,7 @@ from prometheus_client import (
 
 from relay.core.health import ADMIN_STATES
 from relay.exposition import pieces
+from relay.net.backends import Backend
 from relay.net.counts import (
     CONNECT_BUCKETS,
     CONNECT_ERRORS,
@@ -36,12 +37,19 @@ from relay.net.counts import (
     REJECT_REASONS,
     HistogramCounts,
 )
-
-if TYPE_CHECKING:
-    from relay.net.backends import Backend
-    from relay.net.server import RelayServer
+from relay.net.listener import Listener
 
 FLUSH_STEP = 25  # backends flushed per step (a new backend's first flush costs ~0.2 ms)
+
+
+class Measured(Protocol):
+    """What the metrics read of a relay process (relay.net.server.RelayServer is one)."""
+
+    @property
+    def listeners(self) -> Sequence[Listener]: ...
+
+    @property
+    def reloads(self) -> Mapping[str, int]: ...
 
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise
@@ -141,11 +149,11 @@ class Metrics:
         self._hist_seen[key] = ([max(a, b) for a, b in zip(buckets, seen_buckets, strict=True)],
                                 max(total, seen_total))
 
-    def flush(self, server: RelayServer) -> None:
+    def flush(self, server: Measured) -> None:
         for _ in self.flush_steps(server):
             pass
 
-    def flush_steps(self, server: RelayServer) -> Iterator[None]:
+    def flush_steps(self, server: Measured) -> Iterator[None]:
         """flush() in steps of FLUSH_STEP backends, for a caller that lets the loop turn
         between them (a flush of 1,000 backends is tens of milliseconds)."""
         self._add_all(self.reloads, (), server.reloads.items(), ("success", "failure"))
@@ -223,13 +231,13 @@ class Metrics:
             self._seen.pop((metric, *labels), None)
             self._hist_seen.pop((metric, *labels), None)
 
-    def render(self, server: RelayServer) -> bytes:
+    def render(self, server: Measured) -> bytes:
         self.flush(server)
         text = generate_latest(self.registry)
         self._reported |= self._final  # removed backends' final values have been shown
         return text
 
-    def render_steps(self, server: RelayServer) -> Iterator[bytes | None]:
+    def render_steps(self, server: Measured) -> Iterator[bytes | None]:
         """render() in steps (None while flushing, then the text in pieces): what /metrics
         runs a few milliseconds at a time so that no session waits for a whole render."""
         yield from self.flush_steps(server)

@@ -33,7 +33,18 @@ from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
 from relay.net.channel import Channel
 from relay.net.counts import Key, read_counts, settled
-from relay.net.server import RelayServer
+from relay.net.messages import (
+    BadMessage,
+    CheckWanted,
+    Failed,
+    Health,
+    PassiveFailure,
+    Ready,
+    WorkerStats,
+    decode,
+    encode,
+)
+from relay.net.server import ControlServer
 from relay.runconfig import RunConfig
 from relay.worker import running_config
 
@@ -50,7 +61,7 @@ class Worker:
         self.channel = channel
         self.started = started
         self.counts = counts  # the file its counters live in
-        self.stats: dict[str, Any] = {}
+        self.stats = WorkerStats(0)  # its gauges, as of its last heartbeat
         self.ready = False  # it said it serves
         self.failure = ""  # why it could not start, as it said
         self.retired = False  # to drain (stop or reload): not restarted
@@ -62,8 +73,7 @@ class Supervisor:
     def __init__(self, path: str, ready: RunConfig, workers: int) -> None:
         self.path = path
         self.count = workers
-        self.server = RelayServer(ready.config, ready.resolved, admin_token=ready.admin_token,
-                                  role="control")
+        self.server = ControlServer(ready.config, ready.resolved, admin_token=ready.admin_token)
         self.reactor = self.server.reactor
         self.workers: list[Worker] = []
         self.generation = 0
@@ -156,9 +166,9 @@ class Supervisor:
         self.workers.append(worker)
         for listener in self.server.listeners:  # the worker starts from the current decisions
             group = listener.group
-            channel.send(group.snapshot(None))
+            channel.send(encode(group.snapshot(None)))
             for backend in group.backends:
-                channel.send(group.snapshot(backend))
+                channel.send(encode(group.snapshot(backend)))
         log.info("worker_started", slot=slot, pid=proc.pid, generation=self.generation)
 
     def _spawn_failed(self, slot: int, exc: OSError) -> None:
@@ -283,29 +293,44 @@ class Supervisor:
 
     # -- messages from workers ----------------------------------------------------
 
-    def _message(self, worker: Worker, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "stats":
-            worker.stats = message
-        elif kind == "ready":
-            worker.ready = True
-            for old in self._alive():  # its predecessor in the slot may drain now
-                if old.slot == worker.slot and old.retired and not old.told:
-                    self._tell_to_drain(old)
-        elif kind == "failed":
-            worker.failure = str(message.get("reason", ""))[:1000]
-        elif kind in ("passive", "check"):
-            listener = self.server.by_name.get(str(message.get("l")))
-            backend = listener.group.by_name.get(str(message.get("b"))) if listener else None
-            if listener is None or backend is None:
-                return
-            if kind == "passive":  # a worker's connect failed
-                listener.group.traffic_failed(backend, str(message.get("error", "")))
-            else:  # a worker's session ended in a way only an active check can judge
-                listener.group.request_check(backend)
+    def _message(self, worker: Worker, raw: dict[str, Any]) -> None:
+        try:
+            message = decode(raw)
+        except BadMessage as exc:  # a worker's bug, or not a worker: never ours to crash on
+            log.warning("worker_message_invalid", slot=worker.slot, pid=worker.proc.pid,
+                        error=str(exc))
+            return
+        match message:
+            case WorkerStats():
+                worker.stats = message
+            case Ready():
+                worker.ready = True
+                for old in self._alive():  # its predecessor in the slot may drain now
+                    if old.slot == worker.slot and old.retired and not old.told:
+                        self._tell_to_drain(old)
+            case Failed(reason):
+                worker.failure = reason
+            case PassiveFailure(lname, bname, error):  # a worker's connect failed
+                found = self._backend(lname, bname)
+                if found is not None:
+                    found[0].traffic_failed(found[1], error)
+            case CheckWanted(lname, bname):  # a session ended in a way only a check can judge
+                found = self._backend(lname, bname)
+                if found is not None:
+                    found[0].request_check(found[1])
+            case Health():
+                log.warning("worker_message_invalid", slot=worker.slot, pid=worker.proc.pid,
+                            error="health decisions are the supervisor's")
+
+    def _backend(self, listener_name: str, backend_name: str) -> tuple[BackendGroup, Backend] | None:
+        listener = self.server.by_name.get(listener_name)
+        backend = listener.group.by_name.get(backend_name) if listener is not None else None
+        if listener is None or backend is None:
+            return None  # removed by a reload meanwhile
+        return listener.group, backend
 
     def _publish(self, group: BackendGroup, backend: Backend | None) -> None:
-        message = group.snapshot(backend)
+        message = encode(group.snapshot(backend))
         for worker in self._alive():
             worker.channel.send(message)
 
@@ -320,7 +345,7 @@ class Supervisor:
             os.unlink(worker.counts)
         except OSError:
             pass
-        worker.stats = {}
+        worker.stats = WorkerStats(0)
 
     def _sum(self) -> None:
         """Totals over workers into the supervisor's listener and backend objects."""
@@ -332,12 +357,10 @@ class Supervisor:
             known.update(runs)
             for key, values in runs.items():
                 _add(total, key, values)
-        self.server.remote_sessions = sum(w.stats.get("sessions", 0) for w in live)
+        self.server.remote_sessions = sum(w.stats.sessions for w in live)
         active: Counter[Key] = Counter()
         for worker in live:
-            for lname, per_backend in worker.stats.get("backends", {}).items():
-                for bname, b in per_backend.items():
-                    active[(lname, bname)] += b.get("active", 0)
+            active.update(worker.stats.backends)
         for listener in self.server.listeners:
             if (listener.name, None) in total:
                 listener.counts = total[(listener.name, None)]
@@ -357,7 +380,7 @@ class Supervisor:
 
     def _status(self) -> dict[str, Any]:
         return {"workers": [{"pid": w.proc.pid, "slot": w.slot, "generation": w.generation,
-                             "ready": w.ready, "sessions": w.stats.get("sessions", 0)}
+                             "ready": w.ready, "sessions": w.stats.sessions}
                             for w in self._alive()]}
 
 

@@ -22,11 +22,23 @@ from typing import Any
 from relay.config import Config, parse_config
 from relay.errors import ConfigError
 from relay.logs import log
-from relay.net.backends import Backend, BackendGroup
+from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.channel import Channel
 from relay.net.counts import DOWN_LIVE, UP_LIVE, CountFile
+from relay.net.messages import (
+    BadMessage,
+    CheckWanted,
+    Failed,
+    Health,
+    Message,
+    PassiveFailure,
+    Ready,
+    WorkerStats,
+    decode,
+    encode,
+)
 from relay.net.resolve import SockAddr
-from relay.net.server import RelayServer
+from relay.net.server import RelayServer, WorkerServer
 
 
 def running_config(config: Config, resolved: dict[str, SockAddr]) -> bytes:
@@ -45,12 +57,11 @@ def read_running(fd: int) -> tuple[Config, dict[str, SockAddr]]:
     return config, resolved
 
 
-def stats(server: RelayServer) -> dict[str, Any]:
+def stats(server: RelayServer) -> WorkerStats:
     """The gauges the supervisor shows for this worker: its sessions, per backend."""
-    backends = {listener.name: {b.name: {"active": len(b.sessions)}
-                                for b in listener.group.backends}
-                for listener in server.listeners}
-    return {"t": "stats", "sessions": len(server.sessions), "backends": backends}
+    return WorkerStats(len(server.sessions), {(listener.name, b.name): len(b.sessions)
+                                              for listener in server.listeners
+                                              for b in listener.group.backends})
 
 
 def publish_live_bytes(server: RelayServer) -> None:
@@ -63,10 +74,10 @@ def publish_live_bytes(server: RelayServer) -> None:
             b.counts[DOWN_LIVE] = down
 
 
-def _tell(sock: socket.socket, message: dict[str, Any]) -> None:
+def _tell(sock: socket.socket, message: Message) -> None:
     try:
         sock.setblocking(True)
-        sock.sendall(json.dumps(message).encode() + b"\n")
+        sock.sendall(json.dumps(encode(message)).encode() + b"\n")
     except OSError:
         pass
 
@@ -87,13 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, resolved = read_running(args.config_fd)
         log.configure(config.runtime.log_format, config.runtime.log_level)
-        server = RelayServer(config, resolved, role="worker", inherited=inherited)
+        server = WorkerServer(config, resolved, inherited)
         server.open()
         counts = CountFile(args.counts, [(lst.name, [b.name for b in lst.group.backends])
                                          for lst in server.listeners])
     except (ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
         reason = "; ".join(exc.lines()) if isinstance(exc, ConfigError) else repr(exc)
-        _tell(channel_sock, {"t": "failed", "reason": reason})
+        _tell(channel_sock, Failed(reason))
         channel_sock.close()
         return 2
     for listener in server.listeners:
@@ -101,10 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for backend in listener.group.backends:
             backend.counts = counts.runs[(listener.name, backend.name)]
 
-    def on_message(message: dict[str, Any]) -> None:
-        if message.get("t") == "health":
-            listener = server.by_name.get(str(message.get("l")))
-            if listener is not None:
+    def on_message(raw: dict[str, Any]) -> None:
+        try:
+            message = decode(raw)
+        except BadMessage as exc:
+            log.warning("supervisor_message_invalid", error=str(exc))
+            return
+        if isinstance(message, Health):
+            listener = server.by_name.get(message.listener)
+            if listener is not None and isinstance(listener.group, FollowerGroup):
                 listener.group.apply(message)
 
     channel = Channel(server.reactor, channel_sock, on_message,
@@ -112,21 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                       else None)
 
     def report(group: BackendGroup, backend: Backend, error: str) -> None:
-        channel.send({"t": "passive", "l": group.listener_name, "b": backend.name, "error": error})
+        channel.send(encode(PassiveFailure(group.listener_name, backend.name, error)))
 
     def report_check(group: BackendGroup, backend: Backend) -> None:
-        channel.send({"t": "check", "l": group.listener_name, "b": backend.name})
+        channel.send(encode(CheckWanted(group.listener_name, backend.name)))
 
     for listener in server.listeners:
-        listener.group.report = report
-        listener.group.report_check = report_check
+        if isinstance(listener.group, FollowerGroup):
+            listener.group.report = report
+            listener.group.report_check = report_check
 
     def beat() -> None:
         publish_live_bytes(server)
-        channel.send(stats(server))
+        channel.send(encode(stats(server)))
 
     server.on_beat = beat
-    channel.send({"t": "ready"})
+    channel.send(encode(Ready()))
     try:
         server.run()
     finally:

@@ -28,21 +28,36 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
 import h11
 
 from relay.core.health import ADMIN_STATES
 from relay.core.tiers import FailbackRefused
+from relay.errors import UnknownName
 from relay.logs import log
+from relay.metrics import Measured, Metrics
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.sliced import SlicedJob
 
 if TYPE_CHECKING:
-    from relay.net.server import RelayServer
     from relay.net.timers import Timer
+
+
+class Operated(Measured, Protocol):
+    """What the admin endpoints ask of the process they serve (relay.net.server's
+    RelayServer and ControlServer): its health, status, metrics and operator actions."""
+
+    reactor: Reactor
+    metrics: Metrics
+
+    def stalled(self) -> str: ...
+    def not_ready(self) -> list[str]: ...
+    def status(self) -> dict[str, object]: ...
+    def set_backend_state(self, listener: str, backend: str, state: str) -> str: ...
+    def failback(self, listener: str) -> int: ...
 
 MAX_HEADERS = 16 * 1024
 MAX_BODY = 64 * 1024
@@ -81,7 +96,7 @@ def is_loopback(address: SockAddr) -> bool:
 
 
 class AdminServer:
-    def __init__(self, server: RelayServer, address: SockAddr, token: str | None) -> None:
+    def __init__(self, server: Operated, address: SockAddr, token: str | None) -> None:
         self.server = server
         self.reactor: Reactor = server.reactor
         self.address = address
@@ -312,8 +327,6 @@ class AdminServer:
         return _json(200, self.server.status())
 
     def _set_state(self, listener: str, backend: str, state: str) -> Response:
-        from relay.net.server import UnknownName
-
         try:
             new = self.server.set_backend_state(listener, backend, state)
         except UnknownName as exc:
@@ -321,8 +334,6 @@ class AdminServer:
         return _json(200, {"listener": listener, "backend": backend, "admin_state": new})
 
     def _failback(self, listener: str) -> Response:
-        from relay.net.server import UnknownName
-
         try:
             tier = self.server.failback(listener)
         except UnknownName as exc:

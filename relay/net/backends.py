@@ -36,6 +36,7 @@ from relay.net.counts import (
     new_counts,
 )
 from relay.net.counts import B as FIELDS
+from relay.net.messages import BackendHealth, Health
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
 
@@ -131,18 +132,15 @@ class Backend:
 
 
 class BackendGroup:
-    """role "leader" decides health (checks, passive reports) and tells `publish`; a
-    "follower" (a worker's copy) runs no checks, applies what the leader says, and reports
-    its own traffic failures through `report` while acting on them at once."""
+    """A listener's backends, and the group that decides their health: it runs the checks,
+    judges passive reports, counts and logs each transition once, and tells `publish`
+    (a supervisor's workers mirror it). FollowerGroup is a worker's mirror of one."""
 
     def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
-                 rng: random.Random, role: str = "leader", resolver: Resolver | None = None) -> None:
+                 rng: random.Random, resolver: Resolver | None = None) -> None:
         self.reactor = reactor
-        self.role = role
         self.resolver = resolver
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
-        self.report: Callable[[BackendGroup, Backend, str], None] | None = None
-        self.report_check: Callable[[BackendGroup, Backend], None] | None = None
         self.config = config
         self.listener_name = config.name
         self.backends = backends
@@ -201,7 +199,7 @@ class BackendGroup:
 
     def start_checks(self) -> None:
         """First checks spread over one interval so many backends do not fire together."""
-        if self.config.health.kind == "none" or self.role == "follower":
+        if self.config.health.kind == "none":
             return
         n = len(self.backends)
         interval = self.config.health.interval
@@ -313,10 +311,11 @@ class BackendGroup:
         if not backend.early_check.request(self.reactor.now, self.config.health.interval,
                                            in_flight):
             return
-        if checker is not None:
-            checker.check_now()
-        elif self.report_check is not None:  # a worker: the supervisor runs the checks
-            self.report_check(self, backend)
+        self._check_early(backend)
+
+    def _check_early(self, backend: Backend) -> None:
+        if backend.checker is not None:
+            backend.checker.check_now()
 
     def traffic_failed(self, backend: Backend, error: str) -> None:
         """A connect error from real traffic: passive health."""
@@ -325,8 +324,6 @@ class BackendGroup:
         was_available = backend.health.available
         transition = backend.health.traffic_failed(self.reactor.now, error)
         self._after(backend, transition, was_available)
-        if self.report is not None:
-            self.report(self, backend, error)
 
     def retry_delay(self, attempt: int) -> float:
         return self.retry_backoff.delay(attempt, self.rng)
@@ -345,23 +342,25 @@ class BackendGroup:
                 self.publish(self, backend)
 
     def _transition(self, backend: Backend, transition: Transition) -> None:
-        if self.role == "leader":  # counted and logged once, by the one that decides
-            backend.transitions[transition.to] += 1
-            log.info(f"backend_{transition.to}", listener=self.listener_name,
-                     backend=backend.name, cause=transition.cause,
-                     message=f"{backend.name} {transition.to}: {transition.cause}")
+        self._record(backend, transition)
         if transition.to == "down":
             self._re_resolve(backend)
             if self.config.close_on_down:
                 self._close_sessions(backend, "backend_down")
+
+    def _record(self, backend: Backend, transition: Transition) -> None:
+        """Count and log a transition: once, by the group that decides it."""
+        backend.transitions[transition.to] += 1
+        log.info(f"backend_{transition.to}", listener=self.listener_name,
+                 backend=backend.name, cause=transition.cause,
+                 message=f"{backend.name} {transition.to}: {transition.cause}")
 
     def _re_resolve(self, backend: Backend) -> None:
         """DNS may have moved a failed backend (containers): look its name up again, off the
         loop. The leader asks and tells followers the answer; no answer in time leaves the
         last good address."""
         address = backend.config.address
-        if self.role != "leader" or self.resolver is None or is_literal(address.host) \
-                or backend.resolving:
+        if self.resolver is None or is_literal(address.host) or backend.resolving:
             return
         backend.resolving = True
 
@@ -405,21 +404,24 @@ class BackendGroup:
         self.refresh_tiers()
 
     def _tier_changed(self, change: TierChange) -> None:
-        if self.role == "leader":
-            if change.old is not None or change.cause != "start":
-                self.failovers += 1
-            level = "warning" if change.new is None else "info"
-            log.emit(level, "tier_change", {"listener": self.listener_name,
-                                             "old": _tier_text(change.old),
-                                             "new": _tier_text(change.new), "cause": change.cause})
-            if self.publish is not None:
-                self.publish(self, None)
+        self._announce_tier(change)
         if (change.new is not None and change.old is not None and change.new < change.old
                 and self.config.drain_backup_after is not None):
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
             self._drain_timer = self.reactor.call_later(self.config.drain_backup_after,
                                                         self._drain_backups)
+
+    def _announce_tier(self, change: TierChange) -> None:
+        """Count, log and publish a change of the serving tier: once, by the deciding group."""
+        if change.old is not None or change.cause != "start":
+            self.failovers += 1
+        level = "warning" if change.new is None else "info"
+        log.emit(level, "tier_change", {"listener": self.listener_name,
+                                         "old": _tier_text(change.old),
+                                         "new": _tier_text(change.new), "cause": change.cause})
+        if self.publish is not None:
+            self.publish(self, None)
 
     def _drain_backups(self) -> None:
         """After failback and its grace: close sessions still on a tier above the serving one."""
@@ -431,45 +433,16 @@ class BackendGroup:
             if backend.tier > serving:
                 self._close_sessions(backend, "drained_after_failback")
 
-    # -- leader <-> follower ------------------------------------------------------------
+    # -- what followers mirror -----------------------------------------------------------
 
-    def snapshot(self, backend: Backend | None) -> dict[str, object]:
+    def snapshot(self, backend: Backend | None) -> Health:
         """What a follower needs to mirror this group's decision about `backend` (or the tier)."""
-        message: dict[str, object] = {"t": "health", "l": self.listener_name,
-                                      "serving": self.tiers.serving}
+        mirrored = None
         if backend is not None:
             h = backend.health
-            message.update(b=backend.name, level=h.level, suspect=h.suspect, admin=h.admin,
-                           checked=h.checked, error=h.last_error,
-                           target=[backend.target.family, list(backend.target.sockaddr)])
-        return message
-
-    def apply(self, message: dict[str, object]) -> None:
-        """Follower: take the leader's state for one backend and its serving tier."""
-        name = message.get("b")
-        backend = self.by_name.get(name) if isinstance(name, str) else None
-        if backend is not None:
-            h = backend.health
-            was_up, was_available, previous_admin = h.up, h.available, h.admin
-            h.level = int(message["level"])  # type: ignore[call-overload]
-            h.suspect = bool(message["suspect"])
-            h.admin = message["admin"]  # type: ignore[assignment]
-            h.checked = bool(message["checked"])
-            h.last_error = str(message["error"])
-            target = message.get("target")  # the leader resolves names; followers take its answer
-            if isinstance(target, list) and len(target) == 2 and isinstance(target[1], list):
-                backend.target = SockAddr(int(target[0]), tuple(target[1]))
-            if was_up and not h.up:
-                self._transition(backend, Transition("down", "leader"))
-            if h.admin == "maint" and previous_admin != "maint":
-                self._close_sessions(backend, "maint")
-            if h.available != was_available:
-                self.refresh_tiers()
-        serving = message.get("serving")
-        if (serving is None or isinstance(serving, int)) and serving != self.tiers.serving:
-            self._static_order = None
-            old, self.tiers.serving = self.tiers.serving, serving
-            self._tier_changed(TierChange(old, serving, "leader"))
+            mirrored = BackendHealth(backend.name, h.level, h.suspect, h.admin, h.checked,
+                                     h.last_error, backend.target)
+        return Health(self.listener_name, self.tiers.serving, mirrored)
 
     # -- operator actions (the admin HTTP API calls these) -------------------------------
 
@@ -517,8 +490,68 @@ class BackendGroup:
         }
 
 
+class FollowerGroup(BackendGroup):
+    """A worker's copy of a group: it runs no checks, applies what the deciding group (the
+    supervisor's) says, and reports its own traffic failures through `report` (and the
+    early checks it wants through `report_check`) while acting on them at once. It neither
+    counts nor logs transitions or tier changes (the deciding group does, once) and never
+    re-resolves a name (the deciding group's answer comes with its decisions)."""
+
+    def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
+                 rng: random.Random, resolver: Resolver | None = None) -> None:
+        super().__init__(reactor, config, backends, rng, resolver)
+        self.report: Callable[[BackendGroup, Backend, str], None] | None = None
+        self.report_check: Callable[[BackendGroup, Backend], None] | None = None
+
+    def start_checks(self) -> None:
+        pass  # the deciding group checks
+
+    def _check_early(self, backend: Backend) -> None:
+        if self.report_check is not None:
+            self.report_check(self, backend)
+
+    def traffic_failed(self, backend: Backend, error: str) -> None:
+        super().traffic_failed(backend, error)
+        if self.config.health.kind != "none" and self.report is not None:
+            self.report(self, backend, error)
+
+    def _record(self, backend: Backend, transition: Transition) -> None:
+        pass
+
+    def _announce_tier(self, change: TierChange) -> None:
+        pass
+
+    def _re_resolve(self, backend: Backend) -> None:
+        pass
+
+    def apply(self, message: Health) -> None:
+        """Take the deciding group's state for one backend and its serving tier."""
+        mirrored = message.backend
+        backend = self.by_name.get(mirrored.name) if mirrored is not None else None
+        if mirrored is not None and backend is not None:
+            h = backend.health
+            was_up, was_available, previous_admin = h.up, h.available, h.admin
+            h.level = min(mirrored.level, h.top)
+            h.suspect = mirrored.suspect
+            h.admin = mirrored.admin
+            h.checked = mirrored.checked
+            h.last_error = mirrored.error
+            backend.target = mirrored.target  # the decider resolves names; we take its answer
+            if was_up and not h.up:
+                self._transition(backend, Transition("down", "leader"))
+            if h.admin == "maint" and previous_admin != "maint":
+                self._close_sessions(backend, "maint")
+            if h.available != was_available:
+                self.refresh_tiers()
+        serving = message.serving
+        if serving != self.tiers.serving:
+            self._static_order = None
+            old, self.tiers.serving = self.tiers.serving, serving
+            self._tier_changed(TierChange(old, serving, "leader"))
+
+
 def _tier_text(tier: int | None) -> int:
     return -1 if tier is None else tier
 
 
-__all__ = ["Backend", "BackendGroup", "FailbackRefused"]
+__all__ = ["Backend", "BackendGroup", "FailbackRefused", "FollowerGroup"]

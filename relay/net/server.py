@@ -16,11 +16,11 @@ from relay import __version__
 from relay.config import load_config
 from relay.config.model import BackendConfig, Config, ListenerConfig
 from relay.core.health import ADMIN_STATES
-from relay.errors import ConfigError, ConfigProblem
+from relay.errors import ConfigError, ConfigProblem, UnknownName
 from relay.logs import log
 from relay.metrics import Metrics
 from relay.net.admin import AdminServer
-from relay.net.backends import Backend, BackendGroup
+from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.buffers import BufferPool
 from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
@@ -35,25 +35,24 @@ if TYPE_CHECKING:
     from relay.net.session import Session
 
 
-class UnknownName(LookupError):
-    pass
-
-
 class RelayServer:
     HEARTBEAT = 1.0  # seconds between heartbeats of the loop (also the metrics flush)
     HEARTBEAT_STALE = 3.0  # /healthz fails when the last heartbeat is older than this
     STALL_MEMORY = 5.0  # ... and for this long after the loop was stuck that long
 
+    """One process that does everything: accepts and relays, checks health, serves admin.
+    Its two relatives with workers: ControlServer (the supervisor's) and WorkerServer."""
+
+    accepts = True  # its listeners accept clients (ControlServer's only hold the sockets)
+    group_type: type[BackendGroup] = BackendGroup  # who decides health: its own checks
+
     def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
-                 admin_token: str | None = None, admin: bool = True, role: str = "single",
+                 admin_token: str | None = None, admin: bool = True,
                  inherited: dict[str, socket.socket] | None = None) -> None:
         """resolved maps str(Address) to its socket address; missing ones are resolved here.
         admin_token: the bearer token POST actions need (read from admin.token_file).
-        role: "single" (one process does everything), "control" (a supervisor: holds the
-        listening sockets, checks health, serves admin; workers relay) or "worker" (relays
-        on the `inherited` listening sockets; health comes from the supervisor)."""
+        inherited: listening sockets by listener name, adopted instead of bound."""
         self.config = config
-        self.role = role
         self.inherited = inherited or {}
         self.on_beat: Callable[[], None] | None = None
         self.extra_status: Callable[[], dict[str, object]] | None = None
@@ -93,7 +92,7 @@ class RelayServer:
         ]
         self.by_name = {listener.name: listener for listener in self.listeners}
         self.admin = (AdminServer(self, lookup(config.admin.listen, True), admin_token)
-                      if admin and role != "worker" else None)
+                      if admin else None)
 
     def _take_runtime(self, config: Config) -> None:
         """The [runtime] settings that apply to new sessions (at start and on reload)."""
@@ -103,9 +102,9 @@ class RelayServer:
 
     def _new_listener(self, lc: ListenerConfig, address: SockAddr,
                       backends: list[tuple[BackendConfig, SockAddr]]) -> Listener:
-        group = BackendGroup(self.reactor, lc, [Backend(bc, target, lc) for bc, target in backends],
-                             self.rng, role="follower" if self.role == "worker" else "leader",
-                             resolver=self.resolver)
+        group = self.group_type(self.reactor, lc,
+                                [Backend(bc, target, lc) for bc, target in backends],
+                                self.rng, resolver=self.resolver)
         return Listener(self, lc, address, group)
 
     def open(self) -> None:
@@ -119,7 +118,7 @@ class RelayServer:
                     host, port = inherited.getsockname()[:2]
                     listener.adopt(inherited, f"{host}:{port}", listener.address)
                 else:
-                    listener.open(accept=self.role != "control")
+                    listener.open(accept=self.accepts)
             if self.admin is not None:
                 self.failed_address = ("admin.listen", self.admin.address.text)
                 self.admin.open()
@@ -237,8 +236,7 @@ class RelayServer:
     # -- reload ---------------------------------------------------------------------
 
     def handle_reload_signal(self, signum: int) -> None:
-        if self.role != "worker":  # a worker's supervisor reloads by starting new workers
-            self.reload(self.config.source)
+        self.reload(self.config.source)
 
     def reload(self, path: str, done: Callable[[bool], None] | None = None) -> None:
         """Apply the file at `path` in place, or keep everything as it is if it is invalid
@@ -345,7 +343,7 @@ class RelayServer:
                 listener.group.reconfigure(lc, backends)
             if lc.name in fresh:
                 listener.adopt(*fresh[lc.name], resolved[str(lc.listen)],
-                               accept=self.role != "control")
+                               accept=self.accepts)
             listeners.append(listener)
         self.listeners = listeners
         self.by_name = {listener.name: listener for listener in listeners}
@@ -405,6 +403,29 @@ class RelayServer:
         self.resolver.close()
         self.reactor.close()
         log.info("relay_stopped")
+
+
+class ControlServer(RelayServer):
+    """The supervisor's server with workers: it binds the listening sockets (for its
+    workers to inherit) but accepts nothing; it checks health, decides for every worker
+    and serves admin. Relaying is the workers' job."""
+
+    accepts = False
+
+
+class WorkerServer(RelayServer):
+    """A worker's server: relays on listening sockets inherited from the supervisor,
+    mirrors the supervisor's health decisions (FollowerGroup), serves no admin, and leaves
+    reloading to its supervisor (which starts new workers)."""
+
+    group_type = FollowerGroup
+
+    def __init__(self, config: Config, resolved: dict[str, SockAddr],
+                 inherited: dict[str, socket.socket]) -> None:
+        super().__init__(config, resolved, admin=False, inherited=inherited)
+
+    def handle_reload_signal(self, signum: int) -> None:
+        pass  # the supervisor reloads by starting new workers on the new configuration
 
 
 def _tell(dones: list[Callable[[bool], None] | None], applied: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from relay.core.tiers import FailbackRefused
-from relay.net.server import UnknownName
+from relay.errors import UnknownName
 from tests.support.inproc import InProcessRelay
 from tests.support.named import Named, ask
 from tests.support.relayproc import toml_config

@@ -206,7 +206,7 @@ def test_workers_take_the_supervisors_answer_and_never_look_names_up(lookup):
     import random
 
     from relay.config import parse_config
-    from relay.net.backends import Backend, BackendGroup
+    from relay.net.backends import Backend, BackendGroup, FollowerGroup
     from relay.net.resolve import resolve
     from tests.support.relayproc import toml_config
 
@@ -219,11 +219,12 @@ def test_workers_take_the_supervisors_answer_and_never_look_names_up(lookup):
         pool = LookupPool(lookup=lookup)
         resolver = Resolver(reactor, timeout=30, pool=pool)
 
-        def group(role: str) -> BackendGroup:
-            return BackendGroup(reactor, lc, [Backend(lc.backends[0], start, lc)],
-                                random.Random(1), role=role, resolver=resolver)
+        def group(kind: type[BackendGroup]) -> BackendGroup:
+            return kind(reactor, lc, [Backend(lc.backends[0], start, lc)],
+                        random.Random(1), resolver=resolver)
 
-        leader, follower = group("leader"), group("follower")
+        leader, follower = group(BackendGroup), group(FollowerGroup)
+        assert isinstance(follower, FollowerGroup)
         leader.check_result(leader.backends[0], False, "refused")  # down: the leader asks
         wait_for(lambda: lookup.calls == ["db.example"])
         leader.backends[0].target = ANSWER  # (what its answer does, on its loop)
