@@ -66,7 +66,7 @@ class Metrics:
         self.rejected = Counter("relay_connections_rejected",
                                 "Client connections closed without a backend session.",
                                 ["listener", "reason"], registry=r)
-        self.active = Gauge("relay_connections_active", "Sessions open now.",
+        self.connections_open = Gauge("relay_connections_active", "Sessions open now.",
                             ["listener", "backend"], registry=r)
         self.bytes = Counter("relay_bytes", "Bytes relayed (upstream = client to backend).",
                              ["listener", "backend", "direction"], registry=r)
@@ -191,7 +191,7 @@ class Metrics:
         up, down = backend.bytes_total()
         self._add(self.bytes, (name, b, "upstream"), up)
         self._add(self.bytes, (name, b, "downstream"), down)
-        self.active.labels(name, b).set(backend.active)
+        self.connections_open.labels(name, b).set(backend.session_count)
         self._add_all(self.connect_errors, (name, b), backend.connect_errors.items(),
                       CONNECT_ERRORS)
         self._add_histogram(self.connect_seconds, (name, b), backend.connect_seconds)
@@ -210,13 +210,13 @@ class Metrics:
                 self._reported.discard(key)
                 continue
             self._flush_backend(key[0], backend)
-            if backend.active == 0 and not backend.remote_pending:
+            if backend.session_count == 0 and not backend.remote_pending:
                 self._final.add(key)
         self._backends.update(present)
 
     def _remove_series(self, listener: str, backend: str) -> None:
         labelled: list[tuple[Counter | Gauge | Histogram, tuple[str, ...]]] = [
-            (self.active, ()), (self.backend_up, ()), (self.connect_seconds, ()),
+            (self.connections_open, ()), (self.backend_up, ()), (self.connect_seconds, ()),
             (self.resolve_failures, ()),
             *((self.bytes, (d,)) for d in ("upstream", "downstream")),
             *((self.admin_state, (s,)) for s in ADMIN_STATES),

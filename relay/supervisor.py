@@ -368,11 +368,11 @@ class Supervisor:
                 key = (listener.name, backend.name)
                 if key in total:
                     backend.counts = total[key]
-                backend.remote_active = active[key]
+                backend.remote_sessions = active[key]
         for key, ghost in list(self.ghosts.items()):
             if key in total:
                 ghost.counts = total[key]
-            ghost.remote_active = active[key]
+            ghost.remote_sessions = active[key]
             if key not in known:  # no live worker has it: its counts are final
                 ghost.remote_pending = False
                 del self.ghosts[key]

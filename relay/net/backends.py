@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 from relay.config.model import BackendConfig, ListenerConfig
 from relay.core.backoff import Backoff
@@ -43,11 +44,27 @@ from relay.net.resolver import is_literal
 if TYPE_CHECKING:
     from relay.net.reactor import Reactor
     from relay.net.resolver import Resolver
-    from relay.net.session import Session
     from relay.net.timers import Timer
 
 
 HEDGES_IN_FLIGHT = 64  # per listener: hedging must not turn a slow backend into a SYN storm
+
+
+class Flow(Protocol):
+    @property
+    def bytes(self) -> int: ...
+
+
+class Carried(Protocol):
+    """What a backend needs of a session it carries (relay.net.session.Session is one):
+    the bytes relayed so far each way, and a way to close it."""
+
+    @property
+    def up(self) -> Flow | None: ...
+    @property
+    def down(self) -> Flow | None: ...
+
+    def close(self, cause: str, reset: bool = ...) -> None: ...
 
 
 class Backend:
@@ -62,7 +79,7 @@ class Backend:
         self.target = target
         self.health = health or HealthState(h.rise, h.fall, h.interval, h.down_backoff_max,
                                             initial=h.initial)
-        self.sessions: set[Session] = set()
+        self.sessions: set[Carried] = set()
         self.checker: Checker | None = None
         self.counts: Counts = new_counts(BACKEND_FIELDS)  # see relay.net.counts
         self.connect_errors = Tally(self, "errors", CONNECT_ERRORS, FIELDS)
@@ -70,7 +87,7 @@ class Backend:
         self.checks: Counter[str] = Counter()  # success / failure
         self.transitions: Counter[str] = Counter()  # up / down
         self.estimate = ConnectEstimate()  # its usual connect time, for hedging
-        self.remote_active = 0  # with workers: sessions the workers hold (supervisor's view)
+        self.remote_sessions = 0  # with workers: sessions the workers hold (supervisor's view)
         self.resolving = False  # a lookup of its name is under way
         self.resolve_failures = 0  # lookups of its name that failed or timed out
         self.gate = LastResortGate()  # last-resort connects while nothing is available
@@ -105,8 +122,9 @@ class Backend:
         self.counts[DOWN] = value
 
     @property
-    def active(self) -> int:
-        return len(self.sessions) + self.remote_active
+    def session_count(self) -> int:
+        """Its open sessions: this process's and (in a supervisor) its workers'."""
+        return len(self.sessions) + self.remote_sessions
 
     def bytes_total(self) -> tuple[int, int]:
         """(upstream, downstream) so far, open sessions included."""
@@ -119,7 +137,7 @@ class Backend:
         return {
             "name": self.name, "tier": self.tier, "address": self.target.text,
             "state": h.state, "admin_state": h.admin, "available": h.available,
-            "checked": h.checked, "sessions": self.active,
+            "checked": h.checked, "sessions": self.session_count,
             "last_check_seconds_ago": None if h.last_check is None
             else round(now - h.last_check, 3),
             "last_error": h.last_error or None,
@@ -204,8 +222,12 @@ class BackendGroup:
         n = len(self.backends)
         interval = self.config.health.interval
         for i, backend in enumerate(self.backends):
-            backend.checker = Checker(self, backend, self.config.health)
+            backend.checker = self._checker(backend)
             backend.checker.schedule(interval * i / n + self.rng.uniform(0, interval / (4 * n)))
+
+    def _checker(self, backend: Backend) -> Checker:
+        return Checker(self.reactor, backend, self.config.health, self.config.proxy_protocol,
+                       self.rng, partial(self.check_result, backend))
 
     def stop_checks(self) -> None:
         for backend in self.backends:
@@ -279,7 +301,7 @@ class BackendGroup:
                 return True
         return False
 
-    def connected(self, session: Session, backend: Backend) -> None:
+    def connected(self, session: Carried, backend: Backend) -> None:
         backend.sessions.add(session)
         if backend.gate.failures:
             backend.gate.succeeded()
@@ -464,7 +486,7 @@ class BackendGroup:
             elif previous == "maint" and self.config.health.kind != "none":  # checks resume
                 if backend.checker is not None:
                     backend.checker.stop()
-                backend.checker = Checker(self, backend, self.config.health)
+                backend.checker = self._checker(backend)
                 backend.checker.schedule(0)
             self._after(backend, None, was_available)
             if self.publish is not None:
@@ -485,7 +507,7 @@ class BackendGroup:
             "name": self.listener_name,
             "active_tier": _tier_text(self.tiers.serving),
             "failback": self.config.failback,
-            "sessions": sum(b.active for b in self.backends),
+            "sessions": sum(b.session_count for b in self.backends),
             "backends": [b.status(now) for b in self.backends],
         }
 

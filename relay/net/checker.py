@@ -10,25 +10,43 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import random
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from relay.config.model import HealthConfig
+from relay.config.model import BackendConfig, HealthConfig
+from relay.core.health import HealthState
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import connect
-from relay.net.reactor import EPOLLIN, EPOLLOUT
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
+from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
-    from relay.net.backends import Backend, BackendGroup
     from relay.net.timers import Timer
 
 MAX_REPLY = 4096  # bytes a check reads at most
 
 
+class Checked(Protocol):
+    """What a checker reads of its backend (relay.net.backends.Backend is one)."""
+
+    @property
+    def config(self) -> BackendConfig: ...
+    @property
+    def target(self) -> SockAddr: ...
+    @property
+    def health(self) -> HealthState: ...
+
+
 class Checker:
-    def __init__(self, group: BackendGroup, backend: Backend, config: HealthConfig) -> None:
-        self.group = group
-        self.reactor = group.reactor
+    def __init__(self, reactor: Reactor, backend: Checked, config: HealthConfig, proxy: str,
+                 rng: random.Random, on_result: Callable[[bool, str], None]) -> None:
+        """proxy: the PROXY header version the backend's listener sends ("off", "v1", "v2");
+        on_result(ok, error) gets each check's outcome before the next one is scheduled."""
+        self.reactor = reactor
+        self.rng = rng
+        self.on_result = on_result
         self.backend = backend
         self.config = config
         self.sock: _socket.socket | None = None
@@ -40,7 +58,7 @@ class Checker:
         self.stopped = False
         self.confirming = False  # an early check failed: check again soon until decided
         # send_proxy: a backend that requires PROXY headers rejects checks without one
-        self.proxy = group.config.proxy_protocol if config.send_proxy else "off"
+        self.proxy = proxy if config.send_proxy else "off"
         if config.kind == "send_expect":
             self.request = config.send or b""
         elif config.kind == "http":
@@ -185,8 +203,8 @@ class Checker:
         if local:  # our own shortage says nothing about the backend: just try again later
             self.schedule(self.config.interval)
             return
-        self.group.check_result(self.backend, ok, error)
-        delay = self.backend.health.next_check_in(self.group.rng)
+        self.on_result(ok, error)
+        delay = self.backend.health.next_check_in(self.rng)
         if self.confirming:  # HAProxy's on-error fastinter: an early check's failure is
             # confirmed or cleared soon, at most `fall` checks per early check
             self.confirming = not ok and self.backend.health.up

@@ -21,7 +21,7 @@ import socket
 import struct
 import termios
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from relay.config.model import ListenerConfig
 from relay.core.access import SourceLimit, SourcePolicy, TrustedProxies, peer_address
@@ -36,10 +36,9 @@ from relay.core.proxy_header import (
     parse,
 )
 from relay.logs import log
-from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP
+from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP, Reactor
 
 if TYPE_CHECKING:
-    from relay.net.listener import Listener
     from relay.net.timers import Timer
 
 REJECT_LOG_INTERVAL = 10.0  # seconds between aggregated rejection lines per listener
@@ -93,12 +92,27 @@ def reset_and_close(sock: _socket.socket) -> None:
     sock.close()
 
 
+class HeaderSink(Protocol):
+    """Where a HeaderReader hands its client (relay.net.listener.Listener is one)."""
+
+    @property
+    def reactor(self) -> Reactor: ...
+    @property
+    def config(self) -> ListenerConfig: ...
+    @property
+    def edge(self) -> Edge: ...
+
+    def header_read(self, client: _socket.socket, source: tuple[str, int],
+                    destination: tuple[str, int] | None) -> None: ...
+    def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None: ...
+
+
 class HeaderReader:
     """Waits for a trusted client's PROXY header, then hands the client to its listener."""
 
     __slots__ = ("addr", "client", "fd", "listener", "need", "timer")
 
-    def __init__(self, listener: Listener, client: _socket.socket, addr: tuple[str, int]) -> None:
+    def __init__(self, listener: HeaderSink, client: _socket.socket, addr: tuple[str, int]) -> None:
         self.listener = listener
         self.client = client
         self.addr = addr

@@ -7,12 +7,14 @@ import _socket
 import errno
 import os
 import socket
+from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
 from relay.net.backends import Backend, BackendGroup
+from relay.net.buffers import BufferPool
 from relay.net.counts import (
     ACCEPTED,
     DURATION_BUCKETS,
@@ -26,15 +28,11 @@ from relay.net.counts import (
 )
 from relay.net.counts import L as FIELDS
 from relay.net.edge import Edge, HeaderReader, log_rejections, reset_and_close
+from relay.net.idle import IdleSlots
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.session import Origin, Session
-
-if TYPE_CHECKING:
-    from relay.net.buffers import BufferPool
-    from relay.net.idle import IdleSlots
-    from relay.net.server import RelayServer
-    from relay.net.splice import PipePool
+from relay.net.splice import PipePool
 
 ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
 ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
@@ -50,8 +48,27 @@ def _somaxconn() -> int:
         return 4096
 
 
+class Host(Protocol):
+    """The process a listener serves in (relay.net.server.RelayServer): its loop, the pools
+    and limits its listeners share, and where a closed session is reported."""
+
+    reactor: Reactor
+    pipes: PipePool
+    buffers: BufferPool
+    idle: IdleSlots
+    use_splice: bool
+    max_connections: int
+    clients: int  # admitted clients of all its listeners
+    sessions: set[Session]
+
+    @property
+    def listeners(self) -> Sequence[Listener]: ...
+
+    def session_closed(self, session: Session) -> None: ...
+
+
 class Listener:
-    def __init__(self, server: RelayServer, config: ListenerConfig, address: SockAddr,
+    def __init__(self, server: Host, config: ListenerConfig, address: SockAddr,
                  group: BackendGroup) -> None:
         self.server = server
         self.reactor: Reactor = server.reactor
@@ -67,7 +84,7 @@ class Listener:
         self._family = 0
         self.bound = ""
         self.accepting = False
-        self.active = 0
+        self.clients = 0
         self.counts: Counts = new_counts(LISTENER_FIELDS)  # see relay.net.counts
         self.rejected = Tally(self, "rejected", REJECT_REASONS, FIELDS)
         self.edge = Edge(config)
@@ -147,7 +164,7 @@ class Listener:
     def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
         self.counts[ACCEPTED] += 1
         server = self.server
-        if self.active >= self.config.max_connections or server.active >= server.max_connections:
+        if self.clients >= self.config.max_connections or server.clients >= server.max_connections:
             self.rejected["max_connections"] += 1
             client.close()
             return
@@ -156,15 +173,15 @@ class Listener:
         edge = self.edge
         if not edge.plain:
             if edge.wants_header(addr[0]):  # counted as active while its header is awaited
-                self.active += 1
-                server.active += 1
+                self.clients += 1
+                server.clients += 1
                 HeaderReader(self, client, addr)
                 return
             origin = self._admitted(client, addr, None)
             if origin is None:
                 return
-        self.active += 1
-        server.active += 1
+        self.clients += 1
+        server.clients += 1
         self._open(client, addr, origin)
 
     def _open(self, client: _socket.socket, addr: tuple[str, int], origin: Origin | None) -> None:
@@ -195,14 +212,14 @@ class Listener:
         """A trusted client's PROXY header is in: from here on it is the client it names."""
         origin = self._admitted(client, source, destination)
         if origin is None:
-            self.active -= 1
-            self.server.active -= 1
+            self.clients -= 1
+            self.server.clients -= 1
             return
         self._open(client, source, origin)
 
     def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None:
-        self.active -= 1
-        self.server.active -= 1
+        self.clients -= 1
+        self.server.clients -= 1
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
 
     def out_of_fds(self, exc: OSError) -> None:
@@ -251,7 +268,7 @@ class Listener:
                         seconds=backend.connect_log.interval, last_error=summary.detail)
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
-        self.active -= 1
+        self.clients -= 1
         origin = session.origin
         if origin is not None and origin.counted:
             self.edge.limit.release(origin.source[0])

@@ -74,7 +74,7 @@ class RelayServer:
         self._reload_next: list[Callable[[bool], None] | None] | None = None  # asked meanwhile
         self._take_runtime(config)
         self.sessions: set[Session] = set()
-        self.active = 0
+        self.clients = 0  # admitted clients of all listeners (max_connections)
         self.stopping = False
         resolved = dict(resolved or {})
 
@@ -329,7 +329,7 @@ class RelayServer:
             if listener.name not in names:  # removed: stop accepting, let its sessions finish
                 listener.close()
                 listener.group.stop_checks()
-                log.info("listener_removed", listener=listener.name, sessions=listener.active)
+                log.info("listener_removed", listener=listener.name, sessions=listener.clients)
         listeners = []
         for lc in new.listeners:
             backends = [(bc, resolved[str(bc.address)]) for bc in lc.backends]
@@ -384,7 +384,7 @@ class RelayServer:
         self.reactor.stop()
 
     def session_closed(self, session: Session) -> None:
-        self.active -= 1
+        self.clients -= 1
         self.sessions.discard(session)
         if self.stopping and not self.sessions:
             self.reactor.stop()

@@ -12,7 +12,7 @@ import pytest
 
 from relay.config import parse_config
 from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
-from relay.net.backends import Backend, BackendGroup
+from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.resolve import SockAddr
 from relay.net.timers import Timer, TimerHeap
 
@@ -68,7 +68,8 @@ class FakeChecker:
         self.in_flight = True
 
 
-def group_of(kind: str = "tcp", backends: int = 2, **retry: Any) -> tuple[BackendGroup, FakeReactor]:
+def group_of(kind: str = "tcp", backends: int = 2, group_type: type[BackendGroup] = BackendGroup,
+             **retry: Any) -> tuple[BackendGroup, FakeReactor]:
     retry_toml = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in retry.items())
     lines = [f'[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\n'
              f'[listener.health]\nkind = "{kind}"\ninterval = "2s"\nfall = 3\n'
@@ -80,7 +81,7 @@ def group_of(kind: str = "tcp", backends: int = 2, **retry: Any) -> tuple[Backen
     reactor = FakeReactor()
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
-    return BackendGroup(reactor, lc, members, random.Random(7)), reactor  # type: ignore[arg-type]
+    return group_type(reactor, lc, members, random.Random(7)), reactor  # type: ignore[arg-type]
 
 
 def test_resets_before_the_first_byte_never_move_the_tier_only_ask_for_checks():
@@ -120,7 +121,8 @@ def test_with_health_none_nothing_is_asked():
 
 
 def test_a_worker_asks_the_supervisor_for_the_check_rate_limited_too():
-    group, reactor = group_of()
+    group, reactor = group_of(group_type=FollowerGroup)
+    assert isinstance(group, FollowerGroup)
     asked: list[str] = []
     group.report_check = lambda g, b: asked.append(b.name)
     for _ in range(100):
