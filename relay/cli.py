@@ -16,7 +16,7 @@ from typing import Any
 
 from relay import __version__
 from relay.config import Config, load_config
-from relay.config.load import MAX_WORKERS
+from relay.config.converters import MAX_WORKERS
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
 from relay.net.server import RelayServer
