@@ -18,7 +18,6 @@ hostile admin client can neither stall relay nor grow its memory nor lock others
 
 from __future__ import annotations
 
-import errno
 import hmac
 import ipaddress
 import json
@@ -38,6 +37,7 @@ from relay.core.tiers import FailbackRefused
 from relay.errors import UnknownName
 from relay.logs import log
 from relay.metrics import Measured, Metrics
+from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.sliced import SlicedJob
@@ -68,9 +68,7 @@ REQUEST_TIMEOUT = 10.0  # seconds for a whole request and its answer
 MAX_CONNECTIONS = 64
 BACKLOG = 128
 ACCEPT_BATCH = 16
-ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
 METRICS_TTL = 1.0  # seconds a rendered /metrics is served to every scrape
-_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 _KNOWN_STATUS = {s.value for s in HTTPStatus}
 Response = tuple[int, str, bytes, list[tuple[str, str]]]  # status, content type, body, headers
@@ -106,8 +104,7 @@ class AdminServer:
         self.bound = ""
         self.evicted = 0
         self.accepted = 0
-        self._paused = False
-        self._pause_logged = False
+        self.pause = AcceptPause(self.reactor, "admin", lambda: self.sock)
         self._reserve: int | None = None  # a descriptor kept free for admin clients
         self._rendered: bytes | None = None  # the last /metrics text, and when it was made
         self._rendered_at = 0.0
@@ -157,7 +154,7 @@ class AdminServer:
         self._release_reserve()
 
     def on_event(self, fd: int, events: int) -> None:
-        if self.sock is None or self._paused:
+        if self.sock is None or self.pause.paused:
             return
         first = self.accepted  # connections accepted from here on are not evicted for others
         for _ in range(ACCEPT_BATCH):
@@ -167,7 +164,7 @@ class AdminServer:
                 self._take_reserve()  # released for nothing: the queue was empty
                 return
             except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRORS:
+                if exc.errno not in RESOURCE_ERRORS:
                     continue  # ECONNABORTED and the like: that client is gone
                 if not self._queued():
                     self._take_reserve()
@@ -176,9 +173,9 @@ class AdminServer:
                 # still waiting on its own client, makes room; a probe still gets in
                 if self._release_reserve() or self._evict(before=self.accepted):
                     continue
-                self._pause(exc)
+                self.pause.pause(exc)
                 return
-            self._pause_logged = False
+            self.pause.logged = False
             if len(self.connections) >= MAX_CONNECTIONS and not self._evict(before=first):
                 client.close()  # every slot is busy with a request of ours: refuse
                 continue
@@ -228,21 +225,6 @@ class AdminServer:
         min(candidates, key=order).close()
         self.evicted += 1
         return True
-
-    def _pause(self, exc: OSError) -> None:
-        if not self._pause_logged:  # once per episode: the first accept that works ends it
-            self._pause_logged = True
-            log.warning("accept_paused", listener="admin", error=os.strerror(exc.errno or 0),
-                        seconds=ACCEPT_PAUSE)
-        self._paused = True
-        assert self.sock is not None
-        self.reactor.modify(self.sock.fileno(), 0)
-        self.reactor.call_later(ACCEPT_PAUSE, self._resume)
-
-    def _resume(self) -> None:
-        self._paused = False
-        if self.sock is not None:
-            self.reactor.modify(self.sock.fileno(), EPOLLIN)
 
     def on_crash(self, exc: BaseException) -> None:
         pass

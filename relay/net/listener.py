@@ -4,7 +4,6 @@ and starts a Session for each client towards the backends the listener chooses."
 from __future__ import annotations
 
 import _socket
-import errno
 import os
 import socket
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import Protocol
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
+from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.counts import (
@@ -35,9 +35,7 @@ from relay.net.session import Origin, Session
 from relay.net.splice import PipePool
 
 ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
-ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
 _STREAM = int(socket.SOCK_STREAM)
-_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def _somaxconn() -> int:
@@ -90,8 +88,7 @@ class Listener:
         self.edge = Edge(config)
         self.durations = HistogramCounts(self, "duration", DURATION_BUCKETS, FIELDS)
         group.hedge_outcomes = Tally(self, "hedges", HEDGE_OUTCOMES, FIELDS)
-        self._paused = False
-        self._pause_logged = False
+        self.pause = AcceptPause(self.reactor, self.name, lambda: self.sock)
 
     @property
     def accepted(self) -> int:
@@ -119,7 +116,7 @@ class Listener:
         self.close()
         self.sock, self.bound, self.address = sock, bound, address
         self._family = int(sock.family)
-        self._paused = False
+        self.pause.paused = False
         self.accepting = accept
         if accept:
             self.reactor.register(sock.fileno(), EPOLLIN, self)
@@ -141,7 +138,7 @@ class Listener:
 
     def on_event(self, fd: int, events: int) -> None:
         sock = self.sock
-        if sock is None or self._paused:
+        if sock is None or self.pause.paused:
             return
         for _ in range(ACCEPT_BATCH):
             try:
@@ -149,12 +146,12 @@ class Listener:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
+                if exc.errno in RESOURCE_ERRORS:
                     self.rejected["accept_error"] += 1
-                    self._pause(exc)
+                    self.pause.pause(exc)
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
-            self._pause_logged = False
+            self.pause.logged = False
             # the C socket type: none of the Python-level socket.socket wrapper's costs
             self._admit(_socket.socket(self._family, _STREAM, 0, cfd), addr)
 
@@ -225,23 +222,8 @@ class Listener:
     def out_of_fds(self, exc: OSError) -> None:
         """A session could not get a socket: every listener rests, as on EMFILE at accept."""
         for listener in self.server.listeners:
-            if listener.sock is not None and not listener._paused:
-                listener._pause(exc)
-
-    def _pause(self, exc: OSError) -> None:
-        if not self._pause_logged:
-            self._pause_logged = True
-            log.warning("accept_paused", listener=self.name, error=os.strerror(exc.errno or 0),
-                        seconds=ACCEPT_PAUSE)
-        self._paused = True
-        assert self.sock is not None
-        self.reactor.modify(self.sock.fileno(), 0)
-        self.reactor.call_later(ACCEPT_PAUSE, self._resume)
-
-    def _resume(self) -> None:
-        self._paused = False
-        if self.sock is not None:
-            self.reactor.modify(self.sock.fileno(), EPOLLIN)
+            if listener.sock is not None and not listener.pause.paused:
+                listener.pause.pause(exc)
 
     # -- session callbacks --------------------------------------------------------
 
