@@ -21,11 +21,14 @@ if sys.version_info >= (3, 11):  # noqa: UP036
 else:  # pragma: no cover - Python 3.10 and older
     import tomli as tomllib
 
+from relay.config.authority import AUTHORITY_KEYS, check_backends, read_authority
+from relay.config.authority import role_url as authority_role_url
 from relay.config.model import (
     HEDGE_AUTO,
     AcceptProxy,
     Address,
     AdminConfig,
+    AuthorityConfig,
     BackendConfig,
     Balance,
     Config,
@@ -79,6 +82,7 @@ _LISTENER_KEYS = (
     "retry",
     "health",
     "backend",
+    "authority",  # issue 15
 )
 _RETRY_KEYS = ("attempts", "deadline", "backoff_initial", "backoff_max", "multiplier", "jitter",
                "hedge")
@@ -95,7 +99,7 @@ _HEALTH_KEYS = (
     "initial",
     "send_proxy",
 )
-_BACKEND_KEYS = ("name", "address", "tier", "weight")
+_BACKEND_KEYS = ("name", "address", "tier", "weight", "role_url")
 
 _BALANCES: tuple[Balance, ...] = get_args(Balance)
 _HEALTH_KINDS: tuple[HealthKind, ...] = get_args(HealthKind)
@@ -326,7 +330,9 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
     retry = _read_retry(t.table("retry", _RETRY_KEYS))
     health_table = t.table("health", _HEALTH_KEYS)
     health = _read_health(health_table)
-    backends = _read_backends(t)
+    # issue 15: [listener.authority]; with Sentinel, backends may come from it alone
+    authority = read_authority(t.table("authority", AUTHORITY_KEYS))
+    backends = _read_backends(t, authority)
     d = ListenerConfig(name="", listen=Address("", 0), backends=())  # the defaults
     settings = ListenerConfig(
         name=name or "",
@@ -350,6 +356,7 @@ def _read_listener(t: _Table) -> ListenerConfig | None:
         access_log=t.get("access_log", _boolean, d.access_log),
         retry=retry,
         health=health,
+        authority=authority,
     )
     if health.send_proxy and t.ok("proxy_protocol") and settings.proxy_protocol == "off":
         health_table.add("send_proxy", 'needs proxy_protocol = "v1" or "v2" on the listener '
@@ -414,20 +421,25 @@ def _read_health(t: _Table) -> HealthConfig:
     )
 
 
-def _read_backends(listener: _Table) -> list[BackendConfig] | None:
+def _read_backends(listener: _Table,
+                   authority: AuthorityConfig | None = None) -> list[BackendConfig] | None:
     tables = listener.tables("backend", _BACKEND_KEYS)
     if tables is None:
         return None
-    if not tables:
+    if not tables and (authority is None or authority.kind != "redis_sentinel"):
         listener.add("backend", "at least one [[listener.backend]] is required")
         return None
     backends: list[BackendConfig] = []
     first_with_name: dict[str, str] = {}
+    read: list[tuple[_Table, BackendConfig]] = []
     for t in tables:
         backend = _read_backend(t)
         _check_unique_name(t, first_with_name)
         if backend is not None:
             backends.append(backend)
+            read.append((t, backend))
+    if authority is not None or not listener.has("authority"):
+        check_backends(authority, read)  # issue 15: role_url <-> kind = "http"
     return backends if len(backends) == len(tables) else None
 
 
@@ -437,9 +449,10 @@ def _read_backend(t: _Table) -> BackendConfig | None:
     d = BackendConfig(name="", address=Address("", 0))
     tier = t.get("tier", _integer(0), d.tier)
     weight = t.get("weight", _integer(1), d.weight)
+    role_url = t.get("role_url", authority_role_url, None)
     if name is None or address is None:
         return None
-    return BackendConfig(name=name, address=address, tier=tier, weight=weight)
+    return BackendConfig(name=name, address=address, tier=tier, weight=weight, role_url=role_url)
 
 
 def _check_unique_name(t: _Table, first_with_name: dict[str, str]) -> None:

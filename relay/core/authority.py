@@ -149,7 +149,7 @@ class Authority:
             self._started = True  # the first "no primary" is worth a line too
             self.reason = verdict.reason
             return Change("none", None, self.generation, verdict.reason)
-        self.reason = verdict.reason if self.state != "confirmed" else self.reason
+        self.reason = verdict.reason  # confirmed returned above: stale or none here
         return None
 
     def _confirmed(self, verdict: Verdict) -> Change | None:
