@@ -273,6 +273,8 @@ def _read_config(checker: _Checker, data: dict[str, Any], source: str) -> Config
     admin = _read_admin(admin_table)
     runtime = _read_runtime(top.table("runtime", _RUNTIME_KEYS))
     listeners = _read_listeners(top, admin_table, admin)
+    if listeners and runtime.workers != 1 and any(lc.authority for lc in listeners):  # issue 15
+        top.add("runtime.workers", "must be 1 with a [listener.authority] (for now)")
     if not admin_table.ok("listen") or listeners is None:
         return None
     return Config(listeners=tuple(listeners), admin=admin, runtime=runtime, source=source)

@@ -137,6 +137,12 @@ class Authority:
     def update(self, now: float, verdict: Verdict) -> Change | None:
         if verdict.primary is not None:
             return self._confirmed(verdict)
+        if verdict.candidate is not None and verdict.candidate != self.primary \
+                and self.state != "none":
+            # A majority names another node, ROLE not yet confirming it: the kept primary is
+            # no longer what the majority names, so nothing serves until ROLE answers.
+            self.state, self.stale_since, self.reason = "none", None, verdict.reason
+            return Change("none", None, self.generation, verdict.reason)
         if self.state == "confirmed":
             self.state, self.stale_since, self.reason = "stale", now, verdict.reason
             return Change("stale", self.primary, self.generation, verdict.reason)

@@ -97,6 +97,17 @@ def test_without_verdict_the_last_primary_serves_for_stale_after_then_none() -> 
     assert back is not None and back.generation == 1 and back.fence is None  # same primary
 
 
+def test_a_majority_naming_another_node_stops_the_old_primary_before_role_confirms() -> None:
+    auth = Authority(stale_after=30.0)
+    auth.update(0.0, Verdict(A, "ok"))
+    change = auth.update(1.0, Verdict(None, "B named, ROLE not answered yet", candidate=B))
+    assert change is not None and change.state == "none" and auth.serving is None
+    switched = auth.update(1.01, Verdict(B, "ok", candidate=B))
+    assert switched is not None and switched.fence == A and auth.serving == B
+    assert auth.update(2.0, Verdict(None, "ROLE lost", candidate=B)) is not None
+    assert auth.serving == B  # the same node still named: the ordinary stale grace
+
+
 def test_a_verdict_during_staleness_ends_it() -> None:
     auth = Authority(stale_after=30.0)
     auth.update(0.0, Verdict(A, "ok"))
@@ -115,19 +126,22 @@ def test_no_primary_at_start_refuses_and_is_logged_once() -> None:
     assert auth.serving is None
 
 
-verdicts = st.lists(st.tuples(st.floats(0, 10), st.sampled_from([A, B, None])), max_size=60)
+verdicts = st.lists(st.tuples(st.floats(0, 10), st.sampled_from([A, B, None]),
+                              st.sampled_from([A, B, None])), max_size=60)
 
 
 @given(verdicts)
 @settings(max_examples=300, deadline=None)
-def test_invariants_over_any_sequence(steps: list[tuple[float, str | None]]) -> None:
+def test_invariants_over_any_sequence(steps: list[tuple[float, str | None, str | None]]) -> None:
     """Serving is only ever a confirmed primary; the generation counts primary changes;
     a stale primary never serves past stale_after."""
     auth = Authority(stale_after=3.0)
     now, changes, last_confirmed, last_verdict_at = 0.0, 0, None, None
-    for dt, primary in steps:
+    for dt, primary, candidate in steps:
         now += dt
-        auth.update(now, Verdict(primary, "x"))
+        auth.update(now, Verdict(primary, "x", candidate=primary or candidate))
+        if primary is None and candidate not in (None, last_confirmed):
+            assert auth.serving is None  # never a node the majority does not name
         if primary is not None:
             if primary != last_confirmed:
                 changes += 1

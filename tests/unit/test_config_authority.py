@@ -140,3 +140,8 @@ def test_the_sentinel_example_parses() -> None:
     (http,) = parse_config("[[listener]]" + commented).listeners
     assert http.authority is not None and http.authority.kind == "http"
     assert all(b.role_url for b in http.backends)
+
+
+def test_an_authority_needs_a_single_process_for_now() -> None:
+    text = '[runtime]\nworkers = 2\n' + SENTINEL.format(extra="")
+    assert "must be 1" in problems(text)["runtime.workers"]
