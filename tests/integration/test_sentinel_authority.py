@@ -231,6 +231,10 @@ def test_sigkill_primary_both_relays_follow_sentinel_and_never_reach_another_nod
     generations = [status(r)["generation"] for r in relays]
     assert generations[0] == generations[1] == 2, generations
     assert all(status(r)["primary"] == f"127.0.0.1:{new}" for r in relays)
+    _, metrics = admin_request(relays[0].admin_port, "GET", "/metrics")
+    assert 'relay_authority_generation{listener="redis"} 2.0' in metrics
+    assert f'relay_authority_up{{listener="redis",source="127.0.0.1:{cluster.sentinel_ports[0]}"}} 1.0' \
+        in metrics
     print(f"\nsentinel switch: +switch-master {switched - killed:.3f}s after SIGKILL; first INCR "
           f"answered by the new primary {firsts[0] - switched:.3f}s / {firsts[1] - switched:.3f}s "
           f"after +switch-master (relay 1 / 2); disagreement window {abs(firsts[0] - firsts[1]):.3f}s; "
@@ -264,6 +268,8 @@ def test_manual_failover_fences_sessions_on_the_old_primary_at_once(
         for conn in held:
             conn.close()
     assert all(status(r)["fenced_sessions"] == 1 for r in relays)
+    _, metrics = admin_request(relays[0].admin_port, "GET", "/metrics")
+    assert 'relay_fenced_sessions_total{listener="redis"} 1.0' in metrics
     for relay in relays:  # a new session goes to the new primary
         answered = incr_and_port(relay.port())
         assert answered != old
