@@ -262,7 +262,8 @@ class HttpRoleSource:
             watch._report(self.name, Report(watch.reactor.now, False))
 
         self.exchange = Exchange(watch.reactor, target, self.request, _status_line, reply, ended,
-                                 timeout=watch.config.interval, limit=MAX_STATUS_LINE)
+                                 timeout=max(watch.config.interval, 0.5),
+                                 limit=MAX_STATUS_LINE)
 
     def stop(self) -> None:
         self.stopped = True

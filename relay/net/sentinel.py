@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 SUBSCRIBE_BACKOFF_MAX = 5.0
+MIN_TIMEOUT = 0.5  # a question may take this long even with a shorter interval
 
 
 def _parse(buf: bytes) -> tuple[RespValue, int] | None:
@@ -64,6 +65,7 @@ class SentinelSource:
         self.sub_timer: Timer | None = None
         self.sub_backoff = interval
         self.stopped = False
+        self.again = False  # asked while a question was out
         self.last_error = ""
         self.switches = 0  # +switch-master messages seen
 
@@ -84,13 +86,23 @@ class SentinelSource:
     # -- polling ------------------------------------------------------------------
 
     def ask_now(self) -> None:
-        """Ask now (the regular poll, or a switch seen somewhere); one question at a time."""
-        if self.stopped or self.poll is not None:
+        """Ask now (the regular poll, or a switch seen somewhere); one question at a time:
+        asked while one is out, the question is asked again as soon as it is answered."""
+        if self.stopped:
             return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.reactor.call_later(self.interval, self.ask_now)
+        self.timer = self.reactor.call_later(self.interval, self.ask_now)  # the chain never breaks
+        if self.poll is not None:
+            self.again = True
+            return
         _locate(self.resolver, self.address, self._ask)
+
+    def _asked(self) -> None:
+        self.poll = None
+        if self.again:
+            self.again = False
+            self.reactor.call_soon(self.ask_now)
 
     def _ask(self, target: SockAddr | str) -> None:
         if self.stopped or self.poll is not None:
@@ -105,18 +117,18 @@ class SentinelSource:
             replies.append(value)
             if len(replies) < expected:
                 return True
-            self.poll = None
+            self._asked()
             self._answered(replies[-2], replies[-1], replies[0] if self.auth else None)
             return False
 
         def ended(error: str) -> None:
-            self.poll = None
+            self._asked()
             self._failed(error)
 
         request = self.auth + encode("SENTINEL", "get-master-addr-by-name", self.master_name) \
             + encode("SENTINEL", "replicas", self.master_name)
         self.poll = Exchange(self.reactor, target, request, _parse, reply, ended,
-                             timeout=self.interval)
+                             timeout=max(self.interval, MIN_TIMEOUT))
 
     def _answered(self, master: RespValue, replicas: RespValue, auth: RespValue) -> None:
         if isinstance(auth, RespError):
