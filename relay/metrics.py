@@ -28,6 +28,7 @@ from prometheus_client import (
 
 from relay.core.health import ADMIN_STATES
 from relay.exposition import pieces
+from relay.metrics_authority import AuthorityMetrics
 from relay.net.backends import Backend
 from relay.net.counts import (
     CONNECT_BUCKETS,
@@ -105,6 +106,7 @@ class Metrics:
                                          buckets=DURATION_BUCKETS, registry=r)
         self.reloads = Counter("relay_config_reloads", "Configuration reloads, by result.",
                                ["result"], registry=r)
+        self.authorities = AuthorityMetrics(r)  # issue 15
         self._seen: dict[tuple[object, ...], float] = {}  # last value flushed, per counter child
         self._hist_seen: dict[tuple[object, ...], tuple[list[int], int]] = {}
         self._backends: dict[tuple[str, str], Backend] = {}  # every backend with series
@@ -169,6 +171,8 @@ class Metrics:
             self.max_connections.labels(name).set(listener.config.max_connections)
             self._add_all(self.hedges, (name,), group.hedge_outcomes.items(), HEDGE_OUTCOMES)
             self._add_histogram(self.session_seconds, (name,), listener.durations)
+            if group.authority is not None:  # issue 15
+                self.authorities.flush(self._add, name, group.authority)
             for i, backend in enumerate(list(group.backends)):
                 if i % FLUSH_STEP == FLUSH_STEP - 1:
                     yield

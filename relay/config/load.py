@@ -18,11 +18,14 @@ else:  # pragma: no cover - Python 3.10 and older
     import tomli as tomllib
 
 from relay.config import converters as to
+from relay.config.authority import AUTHORITY_KEYS, check_backends, read_authority
+from relay.config.authority import role_url as authority_role_url
 from relay.config.locate import locate_lines, syntax_problem
 from relay.config.model import (
     AcceptProxy,
     Address,
     AdminConfig,
+    AuthorityConfig,
     BackendConfig,
     Balance,
     Config,
@@ -73,6 +76,7 @@ _LISTENER_KEYS = (
     "retry",
     "health",
     "backend",
+    "authority",  # issue 15
 )
 _RETRY_KEYS = ("attempts", "deadline", "backoff_initial", "backoff_max", "multiplier", "jitter",
                "hedge")
@@ -89,7 +93,7 @@ _HEALTH_KEYS = (
     "initial",
     "send_proxy",
 )
-_BACKEND_KEYS = ("name", "address", "tier", "weight")
+_BACKEND_KEYS = ("name", "address", "tier", "weight", "role_url")
 
 _BALANCES: tuple[Balance, ...] = get_args(Balance)
 _HEALTH_KINDS: tuple[HealthKind, ...] = get_args(HealthKind)
@@ -142,6 +146,8 @@ def _read_config(checker: Problems, data: dict[str, Any], source: str) -> Config
     admin = _read_admin(admin_table)
     runtime = _read_runtime(top.table("runtime", _RUNTIME_KEYS))
     listeners = _read_listeners(top, admin_table, admin)
+    if listeners and runtime.workers != 1 and any(lc.authority for lc in listeners):  # issue 15
+        top.add("runtime.workers", "must be 1 with a [listener.authority] (for now)")
     if not admin_table.ok("listen") or listeners is None:
         return None
     return Config(listeners=tuple(listeners), admin=admin, runtime=runtime, source=source)
@@ -199,7 +205,9 @@ def _read_listener(t: Table) -> ListenerConfig | None:
     retry = _read_retry(t.table("retry", _RETRY_KEYS))
     health_table = t.table("health", _HEALTH_KEYS)
     health = _read_health(health_table)
-    backends = _read_backends(t)
+    # issue 15: [listener.authority]; with Sentinel, backends may come from it alone
+    authority = read_authority(t.table("authority", AUTHORITY_KEYS))
+    backends = _read_backends(t, authority)
     d = ListenerConfig(name="", listen=Address("", 0), backends=())  # the defaults
     settings = ListenerConfig(
         name=name or "",
@@ -223,6 +231,7 @@ def _read_listener(t: Table) -> ListenerConfig | None:
         access_log=t.get("access_log", to.boolean, d.access_log),
         retry=retry,
         health=health,
+        authority=authority,
     )
     if health.send_proxy and t.ok("proxy_protocol") and settings.proxy_protocol == "off":
         health_table.add("send_proxy", 'needs proxy_protocol = "v1" or "v2" on the listener '
@@ -287,20 +296,25 @@ def _read_health(t: Table) -> HealthConfig:
     )
 
 
-def _read_backends(listener: Table) -> list[BackendConfig] | None:
+def _read_backends(listener: Table,
+                   authority: AuthorityConfig | None = None) -> list[BackendConfig] | None:
     tables = listener.tables("backend", _BACKEND_KEYS)
     if tables is None:
         return None
-    if not tables:
+    if not tables and (authority is None or authority.kind != "redis_sentinel"):
         listener.add("backend", "at least one [[listener.backend]] is required")
         return None
     backends: list[BackendConfig] = []
     first_with_name: dict[str, str] = {}
+    read: list[tuple[Table, BackendConfig]] = []
     for t in tables:
         backend = _read_backend(t)
         _check_unique_name(t, first_with_name)
         if backend is not None:
             backends.append(backend)
+            read.append((t, backend))
+    if authority is not None or not listener.has("authority"):
+        check_backends(authority, read)  # issue 15: role_url <-> kind = "http"
     return backends if len(backends) == len(tables) else None
 
 
@@ -310,9 +324,10 @@ def _read_backend(t: Table) -> BackendConfig | None:
     d = BackendConfig(name="", address=Address("", 0))
     tier = t.get("tier", to.integer(0), d.tier)
     weight = t.get("weight", to.integer(1), d.weight)
+    role_url = t.get("role_url", authority_role_url, None)
     if name is None or address is None:
         return None
-    return BackendConfig(name=name, address=address, tier=tier, weight=weight)
+    return BackendConfig(name=name, address=address, tier=tier, weight=weight, role_url=role_url)
 
 
 def _check_unique_name(t: Table, first_with_name: dict[str, str]) -> None:

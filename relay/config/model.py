@@ -18,6 +18,8 @@ SpliceMode = Literal["auto", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 InitialState = Literal["up", "down"]
+AuthorityKind = Literal["redis_sentinel", "http"]  # issue 15: [listener.authority]
+ReplicaUse = Literal["backup", "exclude"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,20 @@ class BackendConfig:
     address: Address
     tier: int = 0
     weight: int = 1
+    role_url: str | None = None  # [listener.authority] kind = "http": 200 = the primary
+
+
+@dataclass(frozen=True)
+class AuthorityConfig:
+    """[listener.authority] (product.md section 9): who decides the primary."""
+
+    kind: AuthorityKind
+    sentinels: tuple[Address, ...] = ()
+    master_name: str = ""
+    password_file: str | None = None
+    interval: float = 1.0
+    stale_after: float = 30.0
+    replicas: ReplicaUse = "backup"
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class ListenerConfig:
     access_log: bool = False
     retry: RetryConfig = field(default_factory=RetryConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    authority: AuthorityConfig | None = None  # None: local health decides (no authority)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
 
 if TYPE_CHECKING:
+    from relay.net.authority import AuthorityWatch
     from relay.net.reactor import Reactor
     from relay.net.resolver import Resolver
     from relay.net.timers import Timer
@@ -174,6 +175,7 @@ class BackendGroup:
         self.hedge_outcomes: MutableMapping[str, int] = Counter()  # primary_won / hedge_won / both_failed
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
+        self.authority: AuthorityWatch | None = None  # issue 15: [listener.authority]
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -217,6 +219,10 @@ class BackendGroup:
 
     def start_checks(self) -> None:
         """First checks spread over one interval so many backends do not fire together."""
+        if self.config.authority is not None:  # issue 15
+            from relay.net.authority import AuthorityWatch
+            self.authority = AuthorityWatch(self, self.authority)  # keeps generation on reload
+            self.authority.start()
         if self.config.health.kind == "none":
             return
         n = len(self.backends)
@@ -230,6 +236,8 @@ class BackendGroup:
                        self.rng, partial(self.check_result, backend))
 
     def stop_checks(self) -> None:
+        if self.authority is not None:  # issue 15
+            self.authority.stop()
         for backend in self.backends:
             if backend.checker is not None:
                 backend.checker.stop()
@@ -258,6 +266,8 @@ class BackendGroup:
         """The backend for a session's next connect attempt. `untried_only`: none this
         session tried already (those wait a backoff step). While no backend is available,
         a candidate must pass its last-resort gate (none with `last_resort` False)."""
+        if self.authority is not None:  # issue 15: the authority names who may serve
+            return self.authority.choose(self, tried, untried_only)
         order = self._static_order
         if order is None:
             order = candidate_order([b.view() for b in self.backends], self.tiers.serving,
@@ -286,6 +296,8 @@ class BackendGroup:
     def next_gate_opening(self) -> float | None:
         """While no backend is available: when the first last-resort gate of a backend that
         takes new sessions opens; None when none does (or one is available)."""
+        if self.authority is not None:  # issue 15: no primary named is a refusal, not a wait
+            return None
         first: float | None = None
         for b in self.backends:
             if b.health.available:
@@ -509,6 +521,7 @@ class BackendGroup:
             "failback": self.config.failback,
             "sessions": sum(b.session_count for b in self.backends),
             "backends": [b.status(now) for b in self.backends],
+            **({"authority": self.authority.status()} if self.authority is not None else {}),
         }
 
 

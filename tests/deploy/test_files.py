@@ -130,7 +130,7 @@ def test_every_alert_has_firing_and_quiet_cases():
             (fired if case["exp_alerts"] else quiet).add(case["alertname"])
     assert alerts == fired == quiet
     assert {"RelayTargetDown", "RelayBackendDown", "RelayListenerNoBackend", "RelayFailover",
-            "RelayConnectErrorsRising", "RelayConnectionsNearMax"} <= alerts
+            "RelayConnectErrorsRising", "RelayConnectionsNearMax", "RelayAuthorityDisagreement"} <= alerts
 
 
 def _dashboard_exprs() -> list[str]:

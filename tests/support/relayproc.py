@@ -41,7 +41,7 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
              "[runtime]", *table(rt), ""]
     for lst in listeners:
         lines += ["[[listener]]", *table(lst), ""]
-        for sub in ("retry", "health"):
+        for sub in ("retry", "health", "authority"):
             if sub in lst:
                 lines += [f"[listener.{sub}]", *table(lst[sub]), ""]  # type: ignore[arg-type]
         for backend in lst.get("backends", []):  # type: ignore[attr-defined]
