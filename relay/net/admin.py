@@ -12,6 +12,8 @@ hostile admin client can neither stall relay nor grow its memory nor lock others
   waiting for a render), so probes of /healthz and /readyz always get in;
 - out of descriptors (EMFILE), a descriptor kept in reserve, or the eviction above,
   lets a queued client in; with neither, accept rests ACCEPT_PAUSE (logged once);
+- / is the status page (relay/ui: its HTML, /ui.js and /ui.css, from this origin only,
+  under a Content-Security-Policy that allows nothing else), fed by /status and /history;
 - /metrics is rendered a slice at a time (relay.net.sliced) at most once per METRICS_TTL,
   and every scrape in that window shares the same bytes.
 """
@@ -39,6 +41,7 @@ from relay.logs import log
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.sliced import SlicedJob
+from relay.ui import page_file
 
 if TYPE_CHECKING:
     from relay.net.server import RelayServer
@@ -56,6 +59,18 @@ ACCEPT_BATCH = 16
 ACCEPT_PAUSE = 0.25  # seconds accept rests after EMFILE/ENFILE/ENOBUFS/ENOMEM
 METRICS_TTL = 1.0  # seconds a rendered /metrics is served to every scrape
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+# on every answer: the page runs only its own script and style, in no frame, and no answer
+# is taken for another type than it says
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'none';"
+                                " frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+PAGE_FILES = {"/": "index.html", "/ui.js": "ui.js", "/ui.css": "ui.css"}
 
 _KNOWN_STATUS = {s.value for s in HTTPStatus}
 Response = tuple[int, str, bytes, list[tuple[str, str]]]  # status, content type, body, headers
@@ -241,7 +256,12 @@ class AdminServer:
         parts = [p for p in path.split("/") if p]
         get_routes: dict[str, Callable[[], Response]] = {
             "/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status,
+            "/history": self._history,
         }
+        if path in PAGE_FILES:
+            if method not in ("GET", "HEAD"):
+                return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
+            return page_file(PAGE_FILES[path])
         if path in get_routes or path == "/metrics":
             if method not in ("GET", "HEAD"):
                 return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
@@ -310,6 +330,11 @@ class AdminServer:
 
     def _status(self) -> Response:
         return _json(200, self.server.status())
+
+    def _history(self) -> Response:
+        """The status page's sparklines: per-second sessions and bytes, last few minutes."""
+        body = json.dumps(self.server.history.export(), separators=(",", ":")).encode()
+        return 200, "application/json", body, []
 
     def _set_state(self, listener: str, backend: str, state: str) -> Response:
         from relay.net.server import UnknownName
@@ -467,7 +492,8 @@ class AdminConnection:
 
     def _send(self, status: int, ctype: str, body: bytes, extra: list[tuple[str, str]],
               content_length: int) -> None:
-        headers = [("Content-Type", ctype), ("Content-Length", str(content_length)), *extra]
+        headers = [("Content-Type", ctype), ("Content-Length", str(content_length)),
+                   *SECURITY_HEADERS, *extra]
         reason = HTTPStatus(status).phrase.encode() if status in _KNOWN_STATUS else b""
         events: list[h11.Event] = [h11.Response(status_code=status, headers=headers, reason=reason)]
         if body:

@@ -118,6 +118,7 @@ class Backend:
         return {
             "name": self.name, "tier": self.tier, "address": self.target.text,
             "state": h.state, "admin_state": h.admin, "available": h.available,
+            "suspect": h.suspect,
             "checked": h.checked, "sessions": self.active,
             "last_check_seconds_ago": None if h.last_check is None
             else round(now - h.last_check, 3),
@@ -143,6 +144,7 @@ class BackendGroup:
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
         self.report: Callable[[BackendGroup, Backend, str], None] | None = None
         self.report_check: Callable[[BackendGroup, Backend], None] | None = None
+        self.note: Callable[..., None] | None = None  # the status page's event ring (leader)
         self.config = config
         self.listener_name = config.name
         self.backends = backends
@@ -350,6 +352,9 @@ class BackendGroup:
             log.info(f"backend_{transition.to}", listener=self.listener_name,
                      backend=backend.name, cause=transition.cause,
                      message=f"{backend.name} {transition.to}: {transition.cause}")
+            if self.note is not None:
+                self.note(f"backend_{transition.to}", listener=self.listener_name,
+                          backend=backend.name, cause=transition.cause)
         if transition.to == "down":
             self._re_resolve(backend)
             if self.config.close_on_down:
@@ -412,6 +417,9 @@ class BackendGroup:
             log.emit(level, "tier_change", {"listener": self.listener_name,
                                              "old": _tier_text(change.old),
                                              "new": _tier_text(change.new), "cause": change.cause})
+            if self.note is not None:
+                self.note("tier_change", listener=self.listener_name, old=_tier_text(change.old),
+                          new=_tier_text(change.new), cause=change.cause)
             if self.publish is not None:
                 self.publish(self, None)
         if (change.new is not None and change.old is not None and change.new < change.old
@@ -484,6 +492,9 @@ class BackendGroup:
         if transition is not None:
             log.info("backend_admin", listener=self.listener_name, backend=backend.name,
                      state=state, cause=transition.cause)
+            if self.note is not None:
+                self.note("backend_admin", listener=self.listener_name, backend=backend.name,
+                          state=state, cause=transition.cause)
             if state == "maint":
                 if backend.checker is not None:
                     backend.checker.stop()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from relay import __version__
 from relay.config import load_config
 from relay.config.model import BackendConfig, Config, ListenerConfig
+from relay.core.events import EventRing, History
 from relay.core.health import ADMIN_STATES
 from relay.errors import ConfigError, ConfigProblem
 from relay.logs import log
@@ -63,6 +64,8 @@ class RelayServer:
         self.started = time.time()
         self.metrics = Metrics()
         self.reloads: Counter[str] = Counter()
+        self.events = EventRing()  # the status page's recent events (kept by the deciding role)
+        self.history = History()  # ... and its per-second sessions and bytes
         self.heartbeat = self.reactor.now
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
         self._flushing: SlicedJob[None] | None = None
@@ -106,6 +109,7 @@ class RelayServer:
         group = BackendGroup(self.reactor, lc, [Backend(bc, target, lc) for bc, target in backends],
                              self.rng, role="follower" if self.role == "worker" else "leader",
                              resolver=self.resolver)
+        group.note = self.note
         return Listener(self, lc, address, group)
 
     def open(self) -> None:
@@ -141,6 +145,7 @@ class RelayServer:
         self.reactor.call_later(self.HEARTBEAT, self._beat)
         log.info("relay_started", listeners=len(self.listeners),
                  splice="on" if self.use_splice else "off")
+        self.note("started", cause=f"{len(self.listeners)} listener(s)")
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
@@ -183,7 +188,25 @@ class RelayServer:
             "listeners": [{"listen": listener.bound or listener.address.text,
                            "accepting": listener.sock is not None,
                            **listener.group.status(now)} for listener in self.listeners],
+            "events": self.events.recent(),
         }
+
+    def note(self, kind: str, **fields: object) -> None:
+        """An event for the status page's ring (backend up/down, tier change, operator
+        action, reload); a worker keeps none: its supervisor decides and shows them."""
+        if self.role != "worker":
+            self.events.add(time.time(), kind, **fields)
+
+    def _sample(self, now: float) -> None:
+        """One second of the status page's sparklines: sessions open, bytes relayed."""
+        if self.role == "worker":
+            return
+        total = 0
+        for listener in self.listeners:
+            for backend in listener.group.backends:
+                up, down = backend.bytes_total()
+                total += up + down
+        self.history.add(now, len(self.sessions) + self.remote_sessions, total)
 
     def stalled(self) -> str:
         """Why /healthz fails: the loop is not turning, or was stuck a moment ago; else ''."""
@@ -219,6 +242,7 @@ class RelayServer:
                                        self._flushed)
         if self.on_beat is not None:
             self.on_beat()
+        self._sample(now)
         self.reactor.call_later(self.HEARTBEAT, self._beat)
 
     def _flushed(self, results: list[None], error: BaseException | None) -> None:
@@ -292,10 +316,12 @@ class RelayServer:
         if problem is None:
             self.reloads["success"] += 1
             log.info("reload", source=path, listeners=len(self.listeners))
+            self.note("reload", cause="applied", listeners=len(self.listeners))
         else:
             for line in problem.lines():
                 log.error("reload_rejected", problem=line)
             self.reloads["failure"] += 1
+            self.note("reload", cause="rejected", problem=problem.lines()[0] if problem.lines() else "")
         _tell(dones, problem is None)
 
     def _apply(self, ready: RunConfig) -> None:
