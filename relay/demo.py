@@ -46,10 +46,9 @@ def start_backend(name: str, host: str, port: int) -> _Server:
 def hints(listener: str, host: str, port: int, primary: str, admin: str, auth: str) -> str:
     """What to try: a client (nc is not always installed: Python always is), and a failover
     through the admin API."""
-    client = ("python3 -c 'import socket,sys;s=socket.create_connection((\"%s\",%d));"
+    client = ("python3 -c 'import socket,sys;s=socket.create_connection((\"" + host + f"\",{port}));"
               "f=s.makefile(\"rw\");print(f.readline(),end=\"\");"
-              "[print(f.write(l)and f.flush()or f.readline(),end=\"\")for l in sys.stdin]'"
-              % (host, port))
+              "[print(f.write(l)and f.flush()or f.readline(),end=\"\")for l in sys.stdin]'")
     return "\n".join([
         f"  try: nc {host} {port}   (type a line; no nc? this does the same:)",
         f"       {client}",
