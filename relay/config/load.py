@@ -143,6 +143,12 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return replace(config, text=text)
 
 
+def line_of(text: str, path: str) -> int | None:
+    """The line of key `path` (or of its nearest enclosing table) in TOML `text`: for
+    problems found after parsing (an address that does not resolve), placed like the rest."""
+    return _Checker(_locate_lines(text))._line_of(path)
+
+
 # --- reading the parsed tables ----------------------------------------------------------
 
 
