@@ -43,6 +43,22 @@ def start_backend(name: str, host: str, port: int) -> _Server:
     return server
 
 
+def hints(listener: str, host: str, port: int, primary: str, admin: str, auth: str) -> str:
+    """What to try: a client (nc is not always installed: Python always is), and a failover
+    through the admin API."""
+    client = ("python3 -c 'import socket,sys;s=socket.create_connection((\"" + host + f"\",{port}));"
+              "f=s.makefile(\"rw\");print(f.readline(),end=\"\");"
+              "[print(f.write(l)and f.flush()or f.readline(),end=\"\")for l in sys.stdin]'")
+    return "\n".join([
+        f"  try: nc {host} {port}   (type a line; no nc? this does the same:)",
+        f"       {client}",
+        f"  failover by hand: curl -XPOST{auth} {admin}/backends/{listener}/{primary}/maint",
+        f"       ({primary}'s sessions close, new ones go to the backup); and back:",
+        f"       curl -XPOST{auth} {admin}/backends/{listener}/{primary}/ready",
+        "       (new sessions return to it once failback allows: failback_delay with auto)",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m relay.demo", description=__doc__)
     parser.add_argument("-c", "--config", default="conf/relay.toml")
@@ -60,18 +76,40 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"relay demo: cannot start a demo backend: {exc}", file=sys.stderr)
         return 2
+    admin = config.admin.listen
+    base = f"http://{admin.host}:{admin.port}" if ":" not in admin.host \
+        else f"http://[{admin.host}]:{admin.port}"
+    auth = f' -H "Authorization: Bearer $(cat {config.admin.token_file})"' \
+        if config.admin.token_file else ""
     for listener in config.listeners:
         print(f"relay demo: listener {listener.name} on {listener.listen}; backends: "
               + ", ".join(f"{b.name} {b.address} (tier {b.tier})" for b in listener.backends))
-        print(f"  try: nc {listener.listen.host} {listener.listen.port}   (type a line)")
+        print(hints(listener.name, listener.listen.host, listener.listen.port,
+                    listener.backends[0].name, base, auth))
+    print(f"  status page: {base}/   ({base}/status as JSON)")
     print("  Ctrl-C stops relay and the demo backends.", flush=True)
-    relay = subprocess.Popen([sys.executable, "-m", "relay", "run", "-c", args.config])
-    signal.signal(signal.SIGTERM, lambda *_: relay.terminate())
+    # relay runs in its own process group, so a terminal's Ctrl-C reaches the demo alone and
+    # relay gets exactly one SIGINT per Ctrl-C (a second one means "stop now" to relay).
+    # The handlers are installed explicitly, before relay starts: a shell starts a background
+    # job (and some CI runners every job) with SIGINT ignored, and then Python installs none.
+    started: list[subprocess.Popen[bytes]] = []
+    asked: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        wanted = signal.SIGTERM if signum == signal.SIGHUP else signum
+        if started and started[0].poll() is None:
+            started[0].send_signal(wanted)
+        elif not started:
+            asked.append(wanted)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    relay = subprocess.Popen([sys.executable, "-m", "relay", "run", "-c", args.config],
+                             process_group=0)
+    started.append(relay)
+    if asked:
+        relay.send_signal(asked[0])
     try:
-        code = relay.wait()
-    except KeyboardInterrupt:
-        if relay.poll() is None:  # a terminal's Ctrl-C reaches relay too; a lone SIGINT may not
-            relay.send_signal(signal.SIGINT)
         code = relay.wait()
     finally:
         for server in servers:

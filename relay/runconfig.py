@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relay.config import Config, load_config
+from relay.config.load import line_of
 from relay.config.model import Address
 from relay.errors import ConfigError, ConfigProblem
 from relay.net.resolve import ResolveError, SockAddr
@@ -56,7 +57,7 @@ def resolved_or_error(config: Config, outcomes: dict[Key, Outcome]) -> dict[str,
     for path, address, passive in wanted_addresses(config):
         outcome = outcomes[(address, passive)]
         if isinstance(outcome, ResolveError):
-            problems.append(ConfigProblem(path, str(outcome)))
+            problems.append(ConfigProblem(path, str(outcome), line_of(config.text, path)))
         else:
             resolved[str(address)] = outcome
     if problems:

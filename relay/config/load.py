@@ -138,6 +138,12 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return replace(config, text=text)
 
 
+def line_of(text: str, path: str) -> int | None:
+    """The line of key `path` (or of its nearest enclosing table) in TOML `text`: for
+    problems found after parsing (an address that does not resolve), placed like the rest."""
+    return Problems(locate_lines(text))._line_of(path)
+
+
 # --- reading the parsed tables ----------------------------------------------------------
 
 def _read_config(checker: Problems, data: dict[str, Any], source: str) -> Config | None:

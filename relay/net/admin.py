@@ -12,6 +12,8 @@ hostile admin client can neither stall relay nor grow its memory nor lock others
   waiting for a render), so probes of /healthz and /readyz always get in;
 - out of descriptors (EMFILE), a descriptor kept in reserve, or the eviction above,
   lets a queued client in; with neither, accept rests ACCEPT_PAUSE (logged once);
+- / is the status page (relay/ui: its HTML, /ui.js and /ui.css, from this origin only,
+  under a Content-Security-Policy that allows nothing else), fed by /status and /history;
 - /metrics is rendered a slice at a time (relay.net.sliced) at most once per METRICS_TTL,
   and every scrape in that window shares the same bytes.
 """
@@ -32,6 +34,7 @@ from urllib.parse import unquote
 
 import h11
 
+from relay.core.events import History
 from relay.core.health import ADMIN_STATES
 from relay.core.tiers import FailbackRefused
 from relay.errors import UnknownName
@@ -41,6 +44,7 @@ from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.sliced import SlicedJob
+from relay.ui import page_file
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
@@ -52,6 +56,7 @@ class Operated(Measured, Protocol):
 
     reactor: Reactor
     metrics: Metrics
+    history: History
 
     def stalled(self) -> str: ...
     def not_ready(self) -> list[str]: ...
@@ -69,6 +74,18 @@ MAX_CONNECTIONS = 64
 BACKLOG = 128
 ACCEPT_BATCH = 16
 METRICS_TTL = 1.0  # seconds a rendered /metrics is served to every scrape
+
+# on every answer: the page runs only its own script and style, in no frame, and no answer
+# is taken for another type than it says
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; base-uri 'none'; form-action 'none';"
+                                " frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+PAGE_FILES = {"/": "index.html", "/ui.js": "ui.js", "/ui.css": "ui.css"}
 
 _KNOWN_STATUS = {s.value for s in HTTPStatus}
 Response = tuple[int, str, bytes, list[tuple[str, str]]]  # status, content type, body, headers
@@ -238,7 +255,12 @@ class AdminServer:
         parts = [p for p in path.split("/") if p]
         get_routes: dict[str, Callable[[], Response]] = {
             "/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status,
+            "/history": self._history,
         }
+        if path in PAGE_FILES:
+            if method not in ("GET", "HEAD"):
+                return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
+            return page_file(PAGE_FILES[path])
         if path in get_routes or path == "/metrics":
             if method not in ("GET", "HEAD"):
                 return _text(405, "method not allowed", [("Allow", "GET, HEAD")])
@@ -307,6 +329,11 @@ class AdminServer:
 
     def _status(self) -> Response:
         return _json(200, self.server.status())
+
+    def _history(self) -> Response:
+        """The status page's sparklines: per-second sessions and bytes, last few minutes."""
+        body = json.dumps(self.server.history.export(), separators=(",", ":")).encode()
+        return 200, "application/json", body, []
 
     def _set_state(self, listener: str, backend: str, state: str) -> Response:
         try:
@@ -460,7 +487,8 @@ class AdminConnection:
 
     def _send(self, status: int, ctype: str, body: bytes, extra: list[tuple[str, str]],
               content_length: int) -> None:
-        headers = [("Content-Type", ctype), ("Content-Length", str(content_length)), *extra]
+        headers = [("Content-Type", ctype), ("Content-Length", str(content_length)),
+                   *SECURITY_HEADERS, *extra]
         reason = HTTPStatus(status).phrase.encode() if status in _KNOWN_STATUS else b""
         events: list[h11.Event] = [h11.Response(status_code=status, headers=headers, reason=reason)]
         if body:

@@ -138,6 +138,7 @@ class Backend:
         return {
             "name": self.name, "tier": self.tier, "address": self.target.text,
             "state": h.state, "admin_state": h.admin, "available": h.available,
+            "suspect": h.suspect,
             "checked": h.checked, "sessions": self.session_count,
             "last_check_seconds_ago": None if h.last_check is None
             else round(now - h.last_check, 3),
@@ -160,6 +161,7 @@ class BackendGroup:
         self.reactor = reactor
         self.resolver = resolver
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
+        self.note: Callable[..., None] | None = None  # the status page's event ring (deciding group)
         self.config = config
         self.listener_name = config.name
         self.backends = backends
@@ -388,6 +390,9 @@ class BackendGroup:
         log.info(f"backend_{transition.to}", listener=self.listener_name,
                  backend=backend.name, cause=transition.cause,
                  message=f"{backend.name} {transition.to}: {transition.cause}")
+        if self.note is not None:
+            self.note(f"backend_{transition.to}", listener=self.listener_name,
+                      backend=backend.name, cause=transition.cause)
 
     def _re_resolve(self, backend: Backend) -> None:
         """DNS may have moved a failed backend (containers): look its name up again, off the
@@ -454,6 +459,9 @@ class BackendGroup:
         log.emit(level, "tier_change", {"listener": self.listener_name,
                                          "old": _tier_text(change.old),
                                          "new": _tier_text(change.new), "cause": change.cause})
+        if self.note is not None:
+            self.note("tier_change", listener=self.listener_name, old=_tier_text(change.old),
+                      new=_tier_text(change.new), cause=change.cause)
         if self.publish is not None:
             self.publish(self, None)
 
@@ -491,6 +499,9 @@ class BackendGroup:
         if transition is not None:
             log.info("backend_admin", listener=self.listener_name, backend=backend.name,
                      state=state, cause=transition.cause)
+            if self.note is not None:
+                self.note("backend_admin", listener=self.listener_name, backend=backend.name,
+                          state=state, cause=transition.cause)
             if state == "maint":
                 if backend.checker is not None:
                     backend.checker.stop()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from relay import __version__
 from relay.config import load_config
 from relay.config.model import BackendConfig, Config, ListenerConfig
+from relay.core.events import EventRing, History
 from relay.core.health import ADMIN_STATES
 from relay.errors import ConfigError, ConfigProblem, UnknownName
 from relay.logs import log
@@ -62,6 +63,8 @@ class RelayServer:
         self.started = time.time()
         self.metrics = Metrics()
         self.reloads: Counter[str] = Counter()
+        self.events = EventRing()  # the status page's recent events (kept by the deciding role)
+        self.history = History()  # ... and its per-second sessions and bytes
         self.heartbeat = self.reactor.now
         self.last_stall: tuple[float, float] | None = None  # (when it ended, how long)
         self._flushing: SlicedJob[None] | None = None
@@ -105,6 +108,7 @@ class RelayServer:
         group = self.group_type(self.reactor, lc,
                                 [Backend(bc, target, lc) for bc, target in backends],
                                 self.rng, resolver=self.resolver)
+        group.note = self.note
         return Listener(self, lc, address, group)
 
     def open(self) -> None:
@@ -140,6 +144,7 @@ class RelayServer:
         self.reactor.call_later(self.HEARTBEAT, self._beat)
         log.info("relay_started", listeners=len(self.listeners),
                  splice="on" if self.use_splice else "off")
+        self.note("started", cause=f"{len(self.listeners)} listener(s)")
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT and the drain that follows; then release everything."""
@@ -182,7 +187,22 @@ class RelayServer:
             "listeners": [{"listen": listener.bound or listener.address.text,
                            "accepting": listener.sock is not None,
                            **listener.group.status(now)} for listener in self.listeners],
+            "events": self.events.recent(),
         }
+
+    def note(self, kind: str, **fields: object) -> None:
+        """An event for the status page's ring (backend up/down, tier change, operator
+        action, reload); a worker keeps none: its supervisor decides and shows them."""
+        self.events.add(time.time(), kind, **fields)
+
+    def _sample(self, now: float) -> None:
+        """One second of the status page's sparklines: sessions open, bytes relayed."""
+        total = 0
+        for listener in self.listeners:
+            for backend in listener.group.backends:
+                up, down = backend.bytes_total()
+                total += up + down
+        self.history.add(now, len(self.sessions) + self.remote_sessions, total)
 
     def stalled(self) -> str:
         """Why /healthz fails: the loop is not turning, or was stuck a moment ago; else ''."""
@@ -218,6 +238,7 @@ class RelayServer:
                                        self._flushed)
         if self.on_beat is not None:
             self.on_beat()
+        self._sample(now)
         self.reactor.call_later(self.HEARTBEAT, self._beat)
 
     def _flushed(self, results: list[None], error: BaseException | None) -> None:
@@ -290,10 +311,12 @@ class RelayServer:
         if problem is None:
             self.reloads["success"] += 1
             log.info("reload", source=path, listeners=len(self.listeners))
+            self.note("reload", cause="applied", listeners=len(self.listeners))
         else:
             for line in problem.lines():
                 log.error("reload_rejected", problem=line)
             self.reloads["failure"] += 1
+            self.note("reload", cause="rejected", problem=problem.lines()[0] if problem.lines() else "")
         _tell(dones, problem is None)
 
     def _apply(self, ready: RunConfig) -> None:
@@ -426,6 +449,12 @@ class WorkerServer(RelayServer):
 
     def handle_reload_signal(self, signum: int) -> None:
         pass  # the supervisor reloads by starting new workers on the new configuration
+
+    def note(self, kind: str, **fields: object) -> None:
+        pass  # the supervisor decides health and keeps the status page's events
+
+    def _sample(self, now: float) -> None:
+        pass  # ... and its sparklines
 
 
 def _tell(dones: list[Callable[[bool], None] | None], applied: bool) -> None:

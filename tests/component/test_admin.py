@@ -65,7 +65,7 @@ def test_head_is_answered_without_body(relay):
 
 
 def test_unknown_paths_are_404(relay):
-    for path in ("/", "/nope", "/healthz/", "/backends/db/primary/sleep", "/listeners/db/oops",
+    for path in ("/nope", "/index.html", "/healthz/", "/backends/db/primary/sleep", "/listeners/db/oops",
                  "/backends/db/primary"):
         assert relay.http("GET", path)[0] == 404, path
 

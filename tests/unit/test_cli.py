@@ -82,6 +82,8 @@ def test_check_unresolvable_backend_is_a_config_error(tmp_path):
     assert result.returncode == 2
     assert "listener[0].backend[0].address" in result.stderr
     assert "cannot resolve" in result.stderr
+    # placed on its line like every other problem (the address is on line 6)
+    assert f"relay: {cfg}:6: listener[0].backend[0].address: cannot resolve" in result.stderr
 
 
 def test_run_with_bad_config_exits_2(tmp_path):
