@@ -122,7 +122,9 @@ class TierSelector:
 
     def _stable(self, tier: int, now: float) -> bool:
         since = self._available_since.get(tier)
-        return since is not None and now - since >= self.failback_delay
+        # the same sum as next_deadline's: at that very time the failback is due (now - since
+        # can round below the delay, and the timer would fire again and again at that time)
+        return since is not None and now >= since + self.failback_delay
 
     def next_deadline(self) -> float | None:
         """When `update` should run again on its own: a pending auto failback's due time."""

@@ -24,7 +24,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
-from relay.net.reactor import Reactor
+from relay.net.reactor import Clock, Reactor
 from relay.net.resolve import SockAddr, resolve
 from relay.net.resolver import Key, Outcome, Resolver
 from relay.net.sliced import SlicedJob
@@ -46,12 +46,14 @@ class RelayServer:
 
     def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
                  admin_token: str | None = None, admin: bool = True, role: str = "single",
-                 inherited: dict[str, socket.socket] | None = None) -> None:
+                 inherited: dict[str, socket.socket] | None = None,
+                 clock: Clock = time.monotonic) -> None:
         """resolved maps str(Address) to its socket address; missing ones are resolved here.
         admin_token: the bearer token POST actions need (read from admin.token_file).
         role: "single" (one process does everything), "control" (a supervisor: holds the
         listening sockets, checks health, serves admin; workers relay) or "worker" (relays
-        on the `inherited` listening sockets; health comes from the supervisor)."""
+        on the `inherited` listening sockets; health comes from the supervisor).
+        clock: the loop's time (tests pass tests/support/fakeclock.py's)."""
         self.config = config
         self.role = role
         self.inherited = inherited or {}
@@ -59,7 +61,7 @@ class RelayServer:
         self.extra_status: Callable[[], dict[str, object]] | None = None
         self.extra_problems: Callable[[], list[str]] | None = None  # /readyz (workers)
         self.remote_sessions = 0  # with workers: the sessions they hold (supervisor's view)
-        self.reactor = Reactor()
+        self.reactor = Reactor(clock)
         self.started = time.time()
         self.metrics = Metrics()
         self.reloads: Counter[str] = Counter()
