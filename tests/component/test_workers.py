@@ -13,20 +13,12 @@ import pytest
 
 from tests.component.test_metrics import samples, value
 from tests.support.named import Named, ask
-from tests.support.wait import wait_for
+from tests.support.wait import refuses, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _enough_fds(many_fds):
     yield
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def status(relay) -> dict:
@@ -154,7 +146,7 @@ def test_sigterm_to_the_supervisor_drains_both_workers_and_exits_0(echo, start_r
             assert conn.recv(1) == b"a"
         relay.signal(signal.SIGTERM)
         relay.wait_event(lambda e: e.get("event") == "shutdown")
-        wait_for(lambda: refused(relay.port()))  # the listening socket is closed
+        wait_for(lambda: refuses(relay.port()))  # the listening socket is closed
         for conn in held:  # sessions on both workers go on during the drain
             conn.sendall(b"b")
             assert conn.recv(1) == b"b"
