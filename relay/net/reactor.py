@@ -189,66 +189,75 @@ class Reactor:
 
     def run(self) -> None:
         self._running = True
-        while self._running:
-            self.run_once(None)
+        self._turns(None, once=False)
 
     def run_once(self, max_wait: float | None = 0.0) -> bool:
         """One turn: wait for events (until the next timer, at most `max_wait` seconds of the
         clock's time; None: no limit), dispatch them, run deferred calls and due timers.
         Whether anything happened. A test on a fake clock calls this with max_wait 0 (see
         tests/support/fakeclock.py)."""
+        return self._turns(max_wait, once=True)
+
+    def _turns(self, max_wait: float | None, once: bool) -> bool:
+        """The loop: until stop(), or one turn with `once` (one body for both, and no call
+        per turn: run() keeps the speed of an inlined loop)."""
+        poll = self._epoll.poll
+        handlers = self._handlers
         timers = self._timers
         soon = self._soon
         fresh = self._fresh
         clock = self.clock
-        entries = timers.entries  # (when, seq, timer), a heap: looked at without a call
-        if soon:
-            timeout = 0.0
-        elif entries and not entries[0][2].cancelled:
-            timeout = max(0.0, entries[0][0] - clock())
-        else:
-            deadline = timers.next_deadline()
-            timeout = -1.0 if deadline is None else max(0.0, deadline - clock())
-        if max_wait is not None and (timeout < 0 or timeout > max_wait):
-            timeout = max_wait
-        events = self._epoll.poll(timeout, MAX_EVENTS)
-        self.now = now = clock()
-        self.iterations += 1
-        # Pitfall: handlers close sockets in the middle of a batch, and the kernel hands the
-        # lowest free number to the next socket opened, maybe in the same batch (a session's
-        # backend connect). An event later in the batch for that number was about the old
-        # socket: delivered to the new handler, a stale EPOLLOUT would tell a connecting
-        # session it is connected. So events for fds registered during this batch are
-        # skipped: epoll reports a new registration's own readiness at the next poll.
-        if fresh:
-            fresh.clear()
-        handlers = self._handlers
-        for fd, mask in events:
-            if fresh and fd in fresh:
-                continue
-            handler = handlers.get(fd)
-            if handler is not None:
-                try:
-                    handler.on_event(fd, mask)
-                except Exception as exc:  # one connection's bug must not stop the loop
-                    self._crashed(handler, exc)
-        busy = bool(events) or bool(soon)
-        if soon:
-            for _ in range(len(soon)):
-                callback = soon.popleft()
-                try:
-                    callback()
-                except Exception as exc:
-                    log.exception("internal_error", exc, where="deferred call")
-        entries = timers.entries  # (a timer's cancel may have rebuilt it)
-        if entries and entries[0][0] <= now:
-            for timer in timers.pop_due(now):
-                busy = True
-                try:
-                    timer.callback()
-                except Exception as exc:
-                    log.exception("internal_error", exc, where="timer")
-        return busy
+        while True:
+            entries = timers.entries  # (when, seq, timer), a heap: looked at without a call
+            if soon:
+                timeout = 0.0
+            elif entries and not entries[0][2].cancelled:
+                timeout = max(0.0, entries[0][0] - clock())
+            else:
+                deadline = timers.next_deadline()
+                timeout = -1.0 if deadline is None else max(0.0, deadline - clock())
+            if max_wait is not None and (timeout < 0 or timeout > max_wait):
+                timeout = max_wait
+            events = poll(timeout, MAX_EVENTS)
+            self.now = now = clock()
+            self.iterations += 1
+            busy = once and bool(events or soon)
+            # Pitfall: handlers close sockets in the middle of a batch, and the kernel hands the
+            # lowest free number to the next socket opened, maybe in the same batch (a session's
+            # backend connect). An event later in the batch for that number was about the old
+            # socket: delivered to the new handler, a stale EPOLLOUT would tell a connecting
+            # session it is connected. So events for fds registered during this batch are
+            # skipped: epoll reports a new registration's own readiness at the next poll.
+            if fresh:
+                fresh.clear()
+            for fd, mask in events:
+                if fresh and fd in fresh:
+                    continue
+                handler = handlers.get(fd)
+                if handler is not None:
+                    try:
+                        handler.on_event(fd, mask)
+                    except Exception as exc:  # one connection's bug must not stop the loop
+                        self._crashed(handler, exc)
+            if soon:
+                for _ in range(len(soon)):
+                    callback = soon.popleft()
+                    try:
+                        callback()
+                    except Exception as exc:
+                        log.exception("internal_error", exc, where="deferred call")
+            entries = timers.entries  # (a timer's cancel may have rebuilt it)
+            if entries and entries[0][0] <= now:
+                for timer in timers.pop_due(now):
+                    busy = once
+                    try:
+                        timer.callback()
+                    except Exception as exc:
+                        log.exception("internal_error", exc, where="timer")
+            if once:
+                return busy
+            if not self._running:
+                return False
 
     def _crashed(self, handler: Handler, exc: BaseException) -> None:
         log.exception("internal_error", exc, where=type(handler).__name__)
