@@ -32,11 +32,14 @@ def accepts(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 
 
 def refuses(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
-    """Is a connect to host:port refused now (nothing listening)?"""
+    """Is a connect to host:port refused now (nothing listening)? A connect reset or timed
+    out (caught in a backlog as the listener closed) is not an answer yet: False."""
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except ConnectionRefusedError:
         return True
+    except OSError:
+        return False
     return False
 
 
