@@ -10,6 +10,10 @@ not suspect). The *serving* tier is where new sessions go:
 
 So a flapping primary cannot make sessions bounce: every break restarts its
 failback_delay.
+
+After a failback, `DrainSchedule` says when the sessions left on higher tiers close
+(drain_backup_after), and `counts_as_failover` which changes the failover counter counts.
+relay/net/backends.py only carries these decisions out (a timer, closing sessions).
 """
 
 from __future__ import annotations
@@ -22,7 +26,55 @@ from dataclasses import dataclass
 class TierChange:
     old: int | None
     new: int | None
-    cause: str  # "failover", "failback", "operator", "no backend", "recovered"
+    cause: str  # "failover", "failback", "operator", "no backend", "recovered", "start", "leader"
+
+    @property
+    def back_down(self) -> bool:
+        """New sessions moved to a better tier (a failback, automatic or by the operator)."""
+        return self.new is not None and self.old is not None and self.new < self.old
+
+
+def counts_as_failover(change: TierChange) -> bool:
+    """Every move of the serving tier counts, except the first choice at start."""
+    return change.old is not None or change.cause != "start"
+
+
+class DrainSchedule:
+    """drain_backup_after: when, after a failback, the sessions still on a tier above the
+    serving one are closed. `at` is the pending drain's time (None: none pending).
+
+    A later failback starts the grace again. A reload keeps a pending drain's time: a
+    failback the new settings cause only brings it earlier (the earlier drain wins), and
+    drain_backup_after turned off cancels it."""
+
+    def __init__(self, after: float | None) -> None:
+        self.after = after
+        self.at: float | None = None
+
+    def tier_changed(self, change: TierChange, now: float) -> None:
+        if change.back_down and self.after is not None:
+            self.at = now + self.after
+
+    def reload(self, after: float | None) -> float | None:
+        """A reload starts: take the new setting; the pending drain's time is returned, to
+        hand to `keep` once the new settings have re-evaluated the tiers."""
+        pending, self.at = self.at, None
+        self.after = after
+        return pending
+
+    def keep(self, pending: float | None) -> None:
+        if pending is None or self.after is None:
+            return
+        if self.at is None or pending < self.at:
+            self.at = pending
+
+    def due(self, now: float, serving: int | None) -> int | None:
+        """At or after `at`: the tier whose higher tiers are drained now (consumed: once);
+        None when nothing is to be drained (not due, or no tier serves)."""
+        if self.at is None or now < self.at:
+            return None
+        self.at = None
+        return serving
 
 
 class TierSelector:
@@ -70,7 +122,9 @@ class TierSelector:
 
     def _stable(self, tier: int, now: float) -> bool:
         since = self._available_since.get(tier)
-        return since is not None and now - since >= self.failback_delay
+        # the same sum as next_deadline's: at that very time the failback is due (now - since
+        # can round below the delay, and the timer would fire again and again at that time)
+        return since is not None and now >= since + self.failback_delay
 
     def next_deadline(self) -> float | None:
         """When `update` should run again on its own: a pending auto failback's due time."""

@@ -22,7 +22,13 @@ from relay.core.health import AdminState, HealthState, Transition
 from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.lograte import LogAggregate
 from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
-from relay.core.tiers import FailbackRefused, TierChange, TierSelector
+from relay.core.tiers import (
+    DrainSchedule,
+    FailbackRefused,
+    TierChange,
+    TierSelector,
+    counts_as_failover,
+)
 from relay.logs import log
 from relay.net.checker import Checker
 from relay.net.counts import (
@@ -175,6 +181,7 @@ class BackendGroup:
         self._static_order: list[int] | None = None
         self.hedges = HedgeBudget(limit=HEDGES_IN_FLIGHT)
         self.hedge_outcomes: MutableMapping[str, int] = Counter()  # primary_won / hedge_won / both_failed
+        self.drain = DrainSchedule(config.drain_backup_after)  # relay/core/tiers.py decides
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.authority: AuthorityWatch | None = None  # issue 15: [listener.authority]
@@ -185,11 +192,9 @@ class BackendGroup:
         """A reload: backends whose name stays keep their health and admin state; removed
         ones leave the group (their sessions finish); new ones start as a restart would. A
         drain of backup sessions already scheduled by a failback keeps its time, unless the
-        new settings turn drain_backup_after off."""
-        drain = self._drain_timer
-        drain_at = drain.when if drain is not None and not drain.cancelled else None
+        new settings turn drain_backup_after off (relay.core.tiers.DrainSchedule)."""
         self.stop_checks()
-        self._drain_timer = None  # (cancelled): refresh_tiers below may schedule a new one
+        pending_drain = self.drain.reload(config.drain_backup_after)
         kept = self.by_name
         new: list[Backend] = []
         for bc, target in backends:
@@ -210,12 +215,8 @@ class BackendGroup:
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
         self.refresh_tiers()
         self.start_checks()
-        if drain_at is not None and config.drain_backup_after is not None:
-            current = self._drain_timer  # a failback by the new settings: the earlier drain wins
-            if current is None or drain_at < current.when:
-                if current is not None:
-                    current.cancel()
-                self._drain_timer = self.reactor.call_at(drain_at, self._drain_backups)
+        self.drain.keep(pending_drain)
+        self._arm_drain()
 
     # -- checks -------------------------------------------------------------
 
@@ -247,6 +248,7 @@ class BackendGroup:
         for timer in (self._tier_timer, self._drain_timer):
             if timer is not None:
                 timer.cancel()
+        self._tier_timer = self._drain_timer = None
 
     def check_result(self, backend: Backend, ok: bool, error: str) -> None:
         now = self.reactor.now
@@ -444,16 +446,21 @@ class BackendGroup:
 
     def _tier_changed(self, change: TierChange) -> None:
         self._announce_tier(change)
-        if (change.new is not None and change.old is not None and change.new < change.old
-                and self.config.drain_backup_after is not None):
-            if self._drain_timer is not None:
-                self._drain_timer.cancel()
-            self._drain_timer = self.reactor.call_later(self.config.drain_backup_after,
-                                                        self._drain_backups)
+        self.drain.tier_changed(change, self.reactor.now)
+        self._arm_drain()
+
+    def _arm_drain(self) -> None:
+        """One timer, at the time DrainSchedule holds (moved or dropped when that changes)."""
+        at, timer = self.drain.at, self._drain_timer
+        if timer is not None and (at is None or timer.when != at or timer.cancelled):
+            timer.cancel()
+            self._drain_timer = timer = None
+        if at is not None and timer is None:
+            self._drain_timer = self.reactor.call_at(at, self._drain_backups)
 
     def _announce_tier(self, change: TierChange) -> None:
         """Count, log and publish a change of the serving tier: once, by the deciding group."""
-        if change.old is not None or change.cause != "start":
+        if counts_as_failover(change):
             self.failovers += 1
         level = "warning" if change.new is None else "info"
         log.emit(level, "tier_change", {"listener": self.listener_name,
@@ -468,12 +475,12 @@ class BackendGroup:
     def _drain_backups(self) -> None:
         """After failback and its grace: close sessions still on a tier above the serving one."""
         self._drain_timer = None
-        serving = self.tiers.serving
-        if serving is None:
-            return
-        for backend in self.backends:
-            if backend.tier > serving:
-                self._close_sessions(backend, "drained_after_failback")
+        serving = self.drain.due(self.reactor.now, self.tiers.serving)
+        if serving is not None:
+            for backend in self.backends:
+                if backend.tier > serving:
+                    self._close_sessions(backend, "drained_after_failback")
+        self._arm_drain()
 
     # -- what followers mirror -----------------------------------------------------------
 

@@ -106,8 +106,15 @@ class _Waker:
         self.wsock.close()
 
 
+Clock = Callable[[], float]
+
+
 class Reactor:
-    def __init__(self) -> None:
+    """`clock` gives the loop's time (time.monotonic; tests pass a fake one and turn the loop
+    with `run_once`, so timers fire when the test moves the clock, not after a real wait)."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         # for the hot path of sessions: handlers.pop(fd) before closing a socket that was never
@@ -116,12 +123,12 @@ class Reactor:
         self.handlers = self._handlers
         # fds registered while the current batch of events is being dispatched (see run())
         self._fresh: set[int] = set()
-        self._timers = TimerHeap()
+        self._timers = TimerHeap(clock)
         self._soon: deque[Callable[[], None]] = deque()
         self._signals: _SignalPipe | None = None
         self._waker: _Waker | None = None
         self._running = False
-        self.now = time.monotonic()
+        self.now = clock()
         self.iterations = 0  # loop turns; /healthz watches it move
 
     # -- file descriptors -------------------------------------------------
@@ -147,6 +154,10 @@ class Reactor:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         return self._timers.add(when, callback)
+
+    def next_deadline(self) -> float | None:
+        """When the earliest live timer is due (None: no timer)."""
+        return self._timers.next_deadline()
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run callback on the next turn of the loop, before it waits for events."""
@@ -178,24 +189,39 @@ class Reactor:
 
     def run(self) -> None:
         self._running = True
+        self._turns(None, once=False)
+
+    def run_once(self, max_wait: float | None = 0.0) -> bool:
+        """One turn: wait for events (until the next timer, at most `max_wait` seconds of the
+        clock's time; None: no limit), dispatch them, run deferred calls and due timers.
+        Whether anything happened. A test on a fake clock calls this with max_wait 0 (see
+        tests/support/fakeclock.py)."""
+        return self._turns(max_wait, once=True)
+
+    def _turns(self, max_wait: float | None, once: bool) -> bool:
+        """The loop: until stop(), or one turn with `once` (one body for both, and no call
+        per turn: run() keeps the speed of an inlined loop)."""
         poll = self._epoll.poll
         handlers = self._handlers
         timers = self._timers
         soon = self._soon
         fresh = self._fresh
-        monotonic = time.monotonic
-        while self._running:
+        clock = self.clock
+        while True:
             entries = timers.entries  # (when, seq, timer), a heap: looked at without a call
             if soon:
                 timeout = 0.0
             elif entries and not entries[0][2].cancelled:
-                timeout = max(0.0, entries[0][0] - monotonic())
+                timeout = max(0.0, entries[0][0] - clock())
             else:
                 deadline = timers.next_deadline()
-                timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
+                timeout = -1.0 if deadline is None else max(0.0, deadline - clock())
+            if max_wait is not None and (timeout < 0 or timeout > max_wait):
+                timeout = max_wait
             events = poll(timeout, MAX_EVENTS)
-            self.now = now = monotonic()
+            self.now = now = clock()
             self.iterations += 1
+            busy = once and bool(events or soon)
             # Pitfall: handlers close sockets in the middle of a batch, and the kernel hands the
             # lowest free number to the next socket opened, maybe in the same batch (a session's
             # backend connect). An event later in the batch for that number was about the old
@@ -223,10 +249,15 @@ class Reactor:
             entries = timers.entries  # (a timer's cancel may have rebuilt it)
             if entries and entries[0][0] <= now:
                 for timer in timers.pop_due(now):
+                    busy = once
                     try:
                         timer.callback()
                     except Exception as exc:
                         log.exception("internal_error", exc, where="timer")
+            if once:
+                return busy
+            if not self._running:
+                return False
 
     def _crashed(self, handler: Handler, exc: BaseException) -> None:
         log.exception("internal_error", exc, where=type(handler).__name__)

@@ -25,7 +25,7 @@ from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.buffers import BufferPool
 from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
-from relay.net.reactor import Reactor
+from relay.net.reactor import Clock, Reactor
 from relay.net.resolve import SockAddr, resolve
 from relay.net.resolver import Key, Outcome, Resolver
 from relay.net.sliced import SlicedJob
@@ -49,17 +49,19 @@ class RelayServer:
 
     def __init__(self, config: Config, resolved: dict[str, SockAddr] | None = None,
                  admin_token: str | None = None, admin: bool = True,
-                 inherited: dict[str, socket.socket] | None = None) -> None:
+                 inherited: dict[str, socket.socket] | None = None,
+                 clock: Clock = time.monotonic) -> None:
         """resolved maps str(Address) to its socket address; missing ones are resolved here.
         admin_token: the bearer token POST actions need (read from admin.token_file).
-        inherited: listening sockets by listener name, adopted instead of bound."""
+        inherited: listening sockets by listener name, adopted instead of bound.
+        clock: the loop's time (tests pass tests/support/fakeclock.py's)."""
         self.config = config
         self.inherited = inherited or {}
         self.on_beat: Callable[[], None] | None = None
         self.extra_status: Callable[[], dict[str, object]] | None = None
         self.extra_problems: Callable[[], list[str]] | None = None  # /readyz (workers)
         self.remote_sessions = 0  # with workers: the sessions they hold (supervisor's view)
-        self.reactor = Reactor()
+        self.reactor = Reactor(clock)
         self.started = time.time()
         self.metrics = Metrics()
         self.reloads: Counter[str] = Counter()

@@ -6,12 +6,16 @@ timer stays in the heap until it reaches the top, or until cancelled entries mak
 up more than half of the heap: then the heap is rebuilt without them. Without that,
 a long timer cancelled early (every session's idle timer, closed long before its
 hour is up) would hold memory until its deadline.
+
+The heap reads the time from its clock (time.monotonic unless given one: tests pass a
+fake clock and move it, so no test sleeps for a timer).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 
 COMPACT_MIN = 256  # below this many cancelled entries, never bother rebuilding
@@ -46,7 +50,8 @@ class Timer:
 class TimerHeap:
     """Timers ordered by deadline; equal deadlines fire in the order they were added."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.entries: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.cancelled = 0  # cancelled entries still in _heap
@@ -59,6 +64,10 @@ class TimerHeap:
         timer = Timer(when, callback, self)
         heapq.heappush(self.entries, (when, next(self._seq), timer))
         return timer
+
+    def add_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """A timer `delay` seconds from the clock's now."""
+        return self.add(self.clock() + delay, callback)
 
     def compact(self) -> None:
         """Rebuild the heap without its cancelled entries."""
@@ -74,8 +83,11 @@ class TimerHeap:
             self.cancelled -= 1
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> list[Timer]:
-        """Remove and return every live timer whose deadline is <= now, earliest first."""
+    def pop_due(self, now: float | None = None) -> list[Timer]:
+        """Remove and return every live timer whose deadline is <= now (the clock's time when
+        not given), earliest first."""
+        if now is None:
+            now = self.clock()
         heap = self.entries
         due: list[Timer] = []
         while heap and heap[0][0] <= now:

@@ -13,6 +13,7 @@ About 50 s on the 2-core development machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,6 @@ import platform
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ import pytest
 from bench.report import METRICS, REFERENCE
 from bench.targets import FLOOR, target_specs
 from tests.conftest import require_tool
+from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 1
@@ -85,9 +86,9 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc, stdout, stderr = _run_bench(out)
 
-    deadline = time.monotonic() + 5
-    while (left := _left_in_session(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not _left_in_session(proc.pid), timeout=5, step=0.1)
+    left = _left_in_session(proc.pid)
     if left:
         os.killpg(proc.pid, signal.SIGKILL)  # ours: started by the harness this test ran
     assert not left, f"bench/run.py left processes running: {left}"

@@ -7,6 +7,7 @@ fall x (interval + timeout) + margin; failback never before failback_delay.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -20,6 +21,7 @@ import pytest
 from tests.support.named import Named, ask
 from tests.support.probe import Probe
 from tests.support.servers import EchoServer
+from tests.support.wait import wait_for
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.3, 0.2, 2, 2
 CONNECT_TIMEOUT, FAILBACK_DELAY = 0.5, 1.5
@@ -75,6 +77,10 @@ def only_cut_in_flight(probe: Probe, cuts: list[tuple[float, float]]) -> None:
     assert stray == [], stray[:3]
 
 
+def warmed_up(probe: Probe) -> None:
+    wait_for(lambda: probe.served_by("primary") >= 20)  # sessions flow before the fault
+
+
 def down_event(relay: Any) -> dict[str, object]:
     return relay.wait_event(lambda e: e.get("event") == "backend_down"
                             and e.get("backend") == "primary", timeout=DETECTION_BOUND + 5)
@@ -84,16 +90,18 @@ def test_primary_refused_zero_errors_and_failback_after_delay(start_relay, proxi
     p, _ = proxies
     relay, probe = start(start_relay, proxies)
     try:
-        time.sleep(0.3)
+        warmed_up(probe)
         t_fault = time.monotonic()
         p.disable()  # the port refuses
         cut = (t_fault, time.monotonic())
         down_event(relay)
         t_down = time.monotonic()
-        time.sleep(0.5)
+        wait_for(lambda: probe.served_by("backup", after=t_down) >= 20)
         t_fix = time.monotonic()
         p.enable()
-        time.sleep(FAILBACK_DELAY + RISE * INTERVAL + 2.0)
+        with contextlib.suppress(AssertionError):  # (the asserts below say what went wrong)
+            wait_for(lambda: probe.served_by("primary", after=t_fix) > 0,
+                     timeout=FAILBACK_DELAY + RISE * INTERVAL + 5.0)
     finally:
         probe.stop()
     only_cut_in_flight(probe, [cut])
@@ -118,15 +126,15 @@ def test_primary_fault_detected_within_bounds_then_zero_errors(start_relay, prox
     # a slow primary's sessions still work: with close_on_down = false they finish there
     relay, probe = start(start_relay, proxies, close_on_down=not slow_only)
     try:
-        time.sleep(0.3)
+        warmed_up(probe)
         t_fault = time.monotonic()
         for stream in ("upstream", "downstream"):
             p.add_toxic(name=f"{toxic['type']}-{stream}", stream=stream, **toxic)
         event = down_event(relay)
         t_down = time.monotonic()
-        time.sleep(1.0)
+        wait_for(lambda: probe.served_by("backup", after=t_down) >= 50)
         t_after = time.monotonic()
-        time.sleep(1.0)
+        wait_for(lambda: probe.served_by("backup", after=t_after) >= 50)
     finally:
         probe.stop()
         for stream in ("upstream", "downstream"):
@@ -150,7 +158,7 @@ def test_flapping_primary_does_not_make_sessions_bounce(start_relay, proxies):
     toggles = 0
     cuts: list[tuple[float, float]] = []
     try:
-        time.sleep(0.3)
+        warmed_up(probe)
         t_flap = time.monotonic()
         end = t_flap + 4.0
         while time.monotonic() < end:  # down/up every 300 ms, far less than failback_delay
@@ -162,7 +170,12 @@ def test_flapping_primary_does_not_make_sessions_bounce(start_relay, proxies):
             time.sleep(0.3)
             toggles += 2
         t_stable = time.monotonic()
-        time.sleep(FAILBACK_DELAY + 1.0 + RISE * INTERVAL + 1.5)
+        with contextlib.suppress(AssertionError):  # (the asserts below say what went wrong)
+            relay.wait_event(lambda e: e.get("event") == "tier_change" and e["new"] == 0
+                             and e["cause"] == "failback",
+                             timeout=FAILBACK_DELAY + 1.0 + RISE * INTERVAL + 5.0)
+        settled = len(probe.results)  # then sessions go on: no bounce after the failback
+        wait_for(lambda: len(probe.results) >= settled + 50)
     finally:
         probe.stop()
     only_cut_in_flight(probe, cuts)

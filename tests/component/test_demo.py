@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.wait import wait_listening
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,16 +42,8 @@ def test_demo_serves_through_relay_from_the_primary(tmp_path, sigint):
                             start_new_session=True,  # its own group: the demo and its relay
                             preexec_fn=_ignore_sigint if sigint == "ignored" else None)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", ports["6380"]), timeout=5)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "demo relay never listened"
-                assert demo.poll() is None, demo.communicate()
-                time.sleep(0.1)
-        with conn:
+        wait_listening(ports["6380"], lambda: demo.poll() is None, "the demo relay", timeout=15)
+        with socket.create_connection(("127.0.0.1", ports["6380"]), timeout=5) as conn:
             reader = conn.makefile("rb")
             assert reader.readline() == b"hello from primary; type a line\n"
             conn.sendall(b"ping\n")

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.inproc import InProcessRelay
 from tests.support.relayproc import REPO, admin_request, toml_config
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -28,21 +29,32 @@ def admin_port(relay: InProcessRelay) -> int:
     return int(relay.server.admin.sock.getsockname()[1])
 
 
+def block_the_loop(relay: InProcessRelay, seconds: float) -> None:
+    """Block the reactor's thread on purpose; returns once it is blocked."""
+    blocked = threading.Event()
+
+    def block() -> None:
+        blocked.set()
+        time.sleep(seconds)
+
+    relay.server.reactor.call_threadsafe(block)
+    assert blocked.wait(10)
+
+
 def test_healthz_fails_while_the_loop_is_stuck_and_recovers(relay):
+    """Real sockets while the loop is stuck. The verdict's timing (how long a stall must be,
+    how long it is remembered): tests/unit/test_heartbeat.py on a fake clock."""
     port = admin_port(relay)
-    time.sleep(1.2)  # a heartbeat or so
+    first = relay.call(lambda: relay.server.heartbeat)
+    wait_for(lambda: relay.call(lambda: relay.server.heartbeat) > first)  # just after a beat
     assert admin_request(port, "GET", "/healthz") == (200, "ok\n")
-    relay.server.reactor.call_threadsafe(lambda: time.sleep(4.0))  # block the loop on purpose
-    time.sleep(0.2)
+    block_the_loop(relay, 4.5)  # the next beat comes > HEARTBEAT_STALE late
     with pytest.raises(TimeoutError):  # what a liveness probe with a 1 s timeout sees
         admin_request(port, "GET", "/healthz", timeout=1.0)
     # a request that waited through the block is answered once the loop turns: 503
     status, body = admin_request(port, "GET", "/healthz", timeout=10)
     assert status == 503 and "stalled" in body
-    deadline = time.monotonic() + 10
-    while admin_request(port, "GET", "/healthz")[0] != 200:
-        assert time.monotonic() < deadline, "healthz never recovered"
-        time.sleep(0.2)
+    wait_for(lambda: admin_request(port, "GET", "/healthz")[0] == 200, timeout=10, step=0.2)
 
 
 def test_relay_probe_and_status_commands(relay, tmp_path):
@@ -73,11 +85,7 @@ def test_probe_fails_while_the_loop_is_stuck(relay, tmp_path):
     cfg.write_text(toml_config([{"name": "x", "listen": "127.0.0.1:0",
                                  "backends": [{"name": "b", "address": "127.0.0.1:1"}]}],
                                admin_port=port))
-    blocker = threading.Thread(target=lambda: relay.server.reactor.call_threadsafe(
-        lambda: time.sleep(4.0)))
-    blocker.start()
-    blocker.join()
-    time.sleep(0.2)
+    block_the_loop(relay, 4.0)
     probe = subprocess.run([sys.executable, "-m", "relay", "probe", "-c", str(cfg)], cwd=REPO,
                            capture_output=True, text=True, timeout=30)
     assert probe.returncode == 1

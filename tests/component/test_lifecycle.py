@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import one_listener
 from tests.support.relayproc import RelayProcess, toml_config
+from tests.support.wait import refuses, wait_for
 
 
 def _closed_port() -> int:
@@ -29,15 +30,8 @@ def test_stop_signal_closes_listener_at_once_and_drains_sessions(echo, start_rel
         assert conn.recv(6) == b"before"
         relay.signal(signum)
         relay.wait_event(lambda e: e.get("event") == "shutdown", timeout=1.0)
-        deadline = time.monotonic() + 1.0
-        refused = False
-        while time.monotonic() < deadline and not refused:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                time.sleep(0.02)
-            except ConnectionRefusedError:
-                refused = True
-        assert refused, "listener still accepting a second after the signal"
+        wait_for(lambda: refuses(port, timeout=0.2), timeout=1.0, step=0.02,
+                 message="listener still accepting a second after the signal")
         conn.sendall(b"during drain")  # the open session goes on
         assert conn.recv(12) == b"during drain"
         assert relay.proc.poll() is None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 
 import pytest
 
 from tests.conftest import one_listener
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,27 @@ def _echo_ok(port: int, message: bytes = b"hello") -> None:
         assert got == message
 
 
+def _echoes(port: int) -> bool:
+    try:
+        _echo_ok(port)
+    except (OSError, AssertionError):
+        return False
+    return True
+
+
+def _settled_fds(relay: object) -> int:
+    """The relay's descriptor count once two readings in a row agree."""
+    last = [-1]
+
+    def same() -> bool:
+        n = relay.fds()  # type: ignore[attr-defined]
+        settled, last[0] = n == last[0], n
+        return settled
+
+    wait_for(same, step=0.1)
+    return last[0]
+
+
 def test_listener_max_connections_closes_excess_clients(echo, start_relay):
     relay = start_relay(one_listener(echo.port, max_connections=3))
     conns = [socket.create_connection(("127.0.0.1", relay.port())) for _ in range(3)]
@@ -51,8 +72,7 @@ def test_listener_max_connections_closes_excess_clients(echo, start_relay):
     finally:
         for conn in conns:
             conn.close()
-    time.sleep(0.3)
-    _echo_ok(relay.port())  # room again once they closed
+    wait_for(lambda: _echoes(relay.port()))  # room again once they closed
 
 
 def test_global_max_connections_counts_all_listeners(echo, start_relay):
@@ -101,12 +121,11 @@ def test_low_fd_limit_flood_pauses_accept_and_recovers(echo, start_relay):
     try:
         for _ in range(300):  # far more than 64 fds' worth; the kernel queues them
             flood.append(socket.create_connection(("127.0.0.1", relay.port()), timeout=10))
-        time.sleep(1.0)
         relay.wait_event(lambda e: e.get("event") == "accept_paused")
     finally:
         for conn in flood:
             conn.close()
-    time.sleep(1.0)
+    wait_for(lambda: _echoes(relay.port()))  # accepting again
     assert relay.proc.poll() is None, "relay died"
     for i in range(20):
         _echo_ok(relay.port(), b"after the flood %d" % i)
@@ -115,11 +134,11 @@ def test_low_fd_limit_flood_pauses_accept_and_recovers(echo, start_relay):
 def test_no_fd_left_behind_after_1000_sessions(echo, start_relay):
     relay = start_relay(one_listener(echo.port))
     _echo_ok(relay.port())  # warm up pools and lazily opened files
-    time.sleep(0.2)
-    before = relay.fds()
+    before = _settled_fds(relay)  # (no admin request: its connection would count)
     for i in range(1000):
         _echo_ok(relay.port(), b"session %d" % i)
-    time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # (the assert below says what is left)
+        wait_for(lambda: relay.fds() == before, timeout=5)
     after = relay.fds()
     assert after == before, (before, after)
     sockets = [t for t in _fd_targets(relay.pid) if t.startswith("socket:")]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_tool
 from tests.support.servers import ThreadServer
+from tests.support.wait import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -22,6 +22,12 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def value(all_samples, name: str, **labels: str) -> float:
     return all_samples[(name, tuple(sorted(labels.items())))]
+
+
+def metric(relay: object, name: str, **labels: str) -> float | None:
+    """One sample from a fresh scrape; None while the series is not there yet."""
+    m = samples(relay.http("GET", "/metrics")[1])  # type: ignore[attr-defined]
+    return m.get((name, tuple(sorted(labels.items()))))
 
 
 def _closed_port() -> int:
@@ -78,7 +84,8 @@ def test_counters_equal_the_scripted_traffic(start_relay):
                     assert conn.recv(1) == b""
                 except ConnectionResetError:
                     pass
-        time.sleep(0.3)
+        wait_for(lambda: metric(relay, "relay_connections_rejected_total", listener="slow",
+                                reason="no_backend") == 1)  # the last session is counted
         status, text = relay.http("GET", "/metrics")
         assert status == 200
         m = samples(text)
@@ -137,10 +144,12 @@ def test_health_metrics_follow_checks_and_transitions(start_relay):
     relay = start_relay([{"name": "h", "listen": "127.0.0.1:0",
                           "health": {"interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1},
                           "backends": [{"name": "b", "address": f"127.0.0.1:{server.port}"}]}])
-    time.sleep(0.5)
+    wait_for(lambda: (metric(relay, "relay_health_checks_total", listener="h", backend="b",
+                             result="success") or 0) >= 2)
     server.close()
     relay.wait_event(lambda e: e.get("event") == "backend_down")
-    time.sleep(0.3)
+    wait_for(lambda: metric(relay, "relay_backend_transitions_total", listener="h",
+                            backend="b", to="down") == 1)
     m = samples(relay.http("GET", "/metrics")[1])
     assert value(m, "relay_health_checks_total", listener="h", backend="b", result="success") >= 2
     assert value(m, "relay_health_checks_total", listener="h", backend="b", result="failure") >= 1

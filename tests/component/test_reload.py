@@ -13,6 +13,7 @@ import time
 from tests.component.test_metrics import samples, value
 from tests.support.redis import free_port
 from tests.support.relayproc import toml_config
+from tests.support.wait import wait_for
 
 
 def _closed_port() -> int:
@@ -25,10 +26,8 @@ def reload(relay, text: str, expect: str) -> None:
     before = relay.count(expect)
     relay.config_path.write_text(text)
     relay.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while relay.count(expect) <= before:
-        assert time.monotonic() < deadline, f"no {expect} event; relay said:\n" + "\n".join(relay.raw[-5:])
-        time.sleep(0.02)
+    wait_for(lambda: relay.count(expect) > before, step=0.02,
+             message=lambda: f"no {expect} event; relay said:\n" + "\n".join(relay.raw[-5:]))
 
 
 def _status(relay) -> dict:

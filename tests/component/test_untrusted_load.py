@@ -12,6 +12,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import EchoServer, ThreadServer
+from tests.support.wait import wait_for
 
 
 def _closed_port() -> int:
@@ -137,12 +138,8 @@ def test_a_client_provoking_resets_leaves_a_single_backend_serving(start_relay):
             "name": "t", "listen": "127.0.0.1:0",
             "health": {"kind": "tcp", "interval": "3s", "rise": 1, "fall": 3},
             "backends": [{"name": "only", "address": f"127.0.0.1:{backend.port}"}]}])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the first check done: the backend is trusted
-            _, body = relay.http("GET", "/status")
-            if json.loads(body)["listeners"][0]["backends"][0]["checked"]:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: json.loads(relay.http("GET", "/status")[1])  # the first check done:
+                 ["listeners"][0]["backends"][0]["checked"])  # the backend is trusted
         tiers = []
         for _ in range(5):
             with socket.create_connection(("127.0.0.1", relay.port()), timeout=5) as conn:

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import IN_CI, require_tool
 from tests.support.redis import free_port
 from tests.support.relayproc import admin_request, toml_config
+from tests.support.wait import refuses, wait_for
 
 IMAGE = os.environ.get("RELAY_IMAGE", "relay:ci")
 GRACE = 3.0
@@ -53,15 +54,13 @@ def container(request, image, echo, tmp_path) -> Iterator[dict[str, object]]:
                      "--volume", f"{config}:/etc/relay/relay.toml:ro", image)
     assert started.returncode == 0, started.stderr
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def healthy() -> bool:
             try:
-                if admin_request(admin, "GET", "/healthz", timeout=1)[0] == 200:
-                    break
+                return admin_request(admin, "GET", "/healthz", timeout=1)[0] == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline, docker("logs", name).stderr
-            time.sleep(0.2)
+                return False
+
+        wait_for(healthy, timeout=30, step=0.2, message=lambda: docker("logs", name).stderr)
         yield {"name": name, "port": port, "admin": admin}
     finally:
         docker("rm", "--force", name)
@@ -95,14 +94,8 @@ def test_sigterm_to_pid_1_drains_then_exits_0_within_the_grace(container):
         assert held.recv(1) == b"a"
         t0 = time.monotonic()
         assert docker("kill", "--signal", "TERM", name).returncode == 0
-        deadline = time.monotonic() + 2
-        while True:  # the listener closes at once
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except ConnectionRefusedError:
-                break
-            assert time.monotonic() < deadline, "still accepting after SIGTERM"
-            time.sleep(0.05)
+        wait_for(lambda: refuses(port), timeout=2,  # the listener closes at once
+                 message="still accepting after SIGTERM")
         held.sendall(b"b")  # the open session goes on during the drain
         assert held.recv(1) == b"b"
         waited = docker("wait", name, timeout=GRACE + 30)

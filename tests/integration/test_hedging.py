@@ -12,6 +12,7 @@ from tests.conftest import IN_CI
 from tests.support.named import ask
 from tests.support.netns import Netns, named_backend_in
 from tests.support.servers import ThreadServer
+from tests.support.wait import wait_listening
 
 CONNECT_TIMEOUT = 2.0
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,14 +29,8 @@ def primary_host():
         ns.create()
         server = named_backend_in(ns, "primary", 7000, REPO)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection((ns.ip, 7000), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "primary in the namespace did not start"
-                    time.sleep(0.1)
+            wait_listening(7000, lambda: server.poll() is None, "the primary in the namespace",
+                           host=ns.ip)
             yield ns
         finally:
             server.kill()

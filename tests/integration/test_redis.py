@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import one_listener, require_tool
+from tests.support.wait import wait_listening
 
 
 def _free_port() -> int:
@@ -28,15 +28,7 @@ def redis_port(tmp_path) -> Iterator[int]:
          "--dir", str(tmp_path), "--daemonize", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                assert proc.poll() is None, "redis-server exited"
-                time.sleep(0.05)
+        wait_listening(port, lambda: proc.poll() is None, "redis-server")
         yield port
     finally:
         proc.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from tests.conftest import IN_CI, require_tool
 from tests.support.netns import Netns
 from tests.support.probe import Probe
 from tests.support.redis import RedisServer, free_port, redis_port_of
+from tests.support.wait import wait_for
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.5, 0.3, 2, 2
 CONNECT_TIMEOUT, FAILBACK_DELAY = 0.5, 2.0
@@ -40,19 +42,18 @@ def test_primary_sigkill_zero_errors_then_failback(tmp_path, start_relay):
         relay = start_relay(relay_listener(("127.0.0.1", p_port), ("127.0.0.1", r_port)))
         probe = Probe(lambda: redis_port_of("127.0.0.1", relay.port(), timeout=10)).start()
         try:
-            time.sleep(1.0)
+            wait_for(lambda: probe.served_by(p_port) >= 50)  # steady traffic on the primary
             t_kill = time.monotonic()
             primary.kill()
             t_dead = time.monotonic()  # until its sockets are gone the kernel may still accept
+            t_down = time.monotonic()
             relay.wait_event(lambda e: e.get("event") == "backend_down", timeout=10)
-            time.sleep(1.0)
+            wait_for(lambda: probe.served_by(r_port, t_down) >= 50)  # ... then on the replica
             t_restart = time.monotonic()
             primary.start()
-            deadline = time.monotonic() + FAILBACK_DELAY + 10
-            while time.monotonic() < deadline:
-                if any(p == p_port and t > t_restart for t, _, p, _ in probe.results):
-                    break
-                time.sleep(0.05)
+            with contextlib.suppress(AssertionError):  # (the asserts below say what went wrong)
+                wait_for(lambda: probe.served_by(p_port, t_restart) > 0,
+                         timeout=FAILBACK_DELAY + 10)
         finally:
             probe.stop()
         # a session the kernel accepted for the dying server is reset with it; none after
@@ -95,12 +96,12 @@ def test_primary_host_vanishes_zero_errors(tmp_path, start_relay, two_hosts):
         probe = Probe(lambda: redis_port_of("127.0.0.1", relay.port(), timeout=10),
                       every=0.02).start()
         try:
-            time.sleep(1.0)
+            wait_for(lambda: probe.served_by(6379) >= 25)  # steady traffic on the primary
             t_fault = time.monotonic()
             host_a.vanish()
             event = relay.wait_event(lambda e: e.get("event") == "backend_down", timeout=15)
             t_down = time.monotonic()
-            time.sleep(1.5)
+            wait_for(lambda: probe.served_by(6380, t_down) >= 50)  # then on the replica
         finally:
             probe.stop()
         assert probe.errors(since=t_fault) == [], probe.errors()[:5]

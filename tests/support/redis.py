@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
+
+from tests.support.wait import wait_for
 
 
 def free_port() -> int:
@@ -40,15 +41,18 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
+        proc = self.proc
+
+        def answers() -> bool:
             try:
                 redis_port_of(self.host, self.port, timeout=1)
-                return self
             except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError(f"redis-server did not start: {self.cmd}") from None
-                time.sleep(0.05)
+                assert proc.poll() is None, f"redis-server exited: {self.cmd}"
+                return False
+            return True
+
+        wait_for(answers, message=f"redis-server did not start: {self.cmd}")
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,33 +1,161 @@
-"""Idle slots (relay/net/idle.py) with a fake clock: sessions close after their idle timeout,
-never before, at most one slot late; active ones wait on; nothing piles up."""
+"""Idle timeouts on a fake clock: the real Session in a real RelayServer closes after its idle
+timeout, never before, at most one slot late, and an active one waits on; and the slots
+(relay/net/idle.py) under churn: nothing piles up, one timer at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
+import pytest
+
+from relay.config import parse_config
 from relay.net.idle import IdleSlots, slot_length
-from relay.net.timers import Timer, TimerHeap
+from relay.net.reactor import Reactor
+from relay.net.server import RelayServer
+from relay.net.timers import Timer
+from tests.conftest import one_listener
+from tests.support.fakeclock import FakeClock, advance, run_until
+from tests.support.relayproc import toml_config
 
 
 class FakeReactor:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.timers = TimerHeap()
+    """A real Reactor on a fake clock, with the advance_to the slot tests below use."""
 
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.add(when, callback)
+    made: ClassVar[list[FakeReactor]] = []  # closed after each test
+
+    def __init__(self) -> None:
+        self.clock = FakeClock(1000.0)
+        self.reactor = Reactor(clock=self.clock)
+        FakeReactor.made.append(self)
+
+    @property
+    def now(self) -> float:
+        return self.reactor.now
+
+    @property
+    def timers(self) -> Any:
+        return self.reactor._timers
+
+    def call_at(self, when: float, callback: Any) -> Timer:
+        return self.reactor.call_at(when, callback)
 
     def advance_to(self, when: float) -> None:
-        while True:
-            deadline = self.timers.next_deadline()
-            if deadline is None or deadline > when:
-                break
-            self.now = deadline
-            for timer in self.timers.pop_due(deadline):
-                timer.callback()
-        self.now = when
+        advance(self.reactor, self.clock, when - self.clock.now)
 
+
+@pytest.fixture(autouse=True)
+def _close_reactors() -> Iterator[None]:
+    yield
+    while FakeReactor.made:
+        FakeReactor.made.pop().reactor.close()
+
+
+# -- the real Session ----------------------------------------------------------------------
+
+def readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+class LoopRelay:
+    """A RelayServer whose loop the test turns on a fake clock, in front of one backend
+    socket the test holds."""
+
+    def __init__(self, idle_timeout: str) -> None:
+        self.backend = socket.create_server(("127.0.0.1", 0))
+        port = self.backend.getsockname()[1]
+        self.clock = FakeClock()
+        config = parse_config(toml_config(one_listener(port, idle_timeout=idle_timeout)))
+        self.server = RelayServer(config, admin=False, clock=self.clock)
+        self.server.open()
+        self.server.start()
+        self.reactor = self.server.reactor
+        sock = self.server.by_name["test"].sock
+        assert sock is not None
+        self.port = sock.getsockname()[1]
+        self.socks: list[socket.socket] = [self.backend]
+
+    def session(self) -> tuple[socket.socket, socket.socket, Any]:
+        """A client relayed to the backend: (client, backend side, the Session)."""
+        client = socket.create_connection(("127.0.0.1", self.port))
+        self.socks.append(client)
+        run_until(self.reactor, lambda: readable(self.backend))
+        far, _ = self.backend.accept()
+        self.socks.append(far)
+        self.exchange(client, far)
+        (session,) = self.server.sessions
+        return client, far, session
+
+    def exchange(self, client: socket.socket, far: socket.socket) -> None:
+        client.sendall(b"x")
+        run_until(self.reactor, lambda: readable(far))
+        assert far.recv(16) == b"x"
+
+    def advance(self, seconds: float) -> None:
+        advance(self.reactor, self.clock, seconds)
+
+    def close(self) -> None:
+        self.server.close()
+        for sock in self.socks:
+            sock.close()
+
+
+@pytest.fixture
+def loop_relay() -> Iterator[Any]:
+    made: list[LoopRelay] = []
+
+    def make(idle_timeout: str) -> LoopRelay:
+        made.append(LoopRelay(idle_timeout))
+        return made[-1]
+
+    yield make
+    for relay in made:
+        relay.close()
+
+
+def test_a_quiet_session_closes_at_its_idle_timeout_never_before(loop_relay):
+    relay = loop_relay("300ms")
+    client, _far, session = relay.session()
+    quiet_from = relay.clock.now
+    relay.advance(0.299)
+    assert not readable(client) and not session.cause
+    relay.advance(slot_length(0.3) + 0.001)  # at most one slot late
+    assert session.cause == "idle_timeout"
+    assert 0.3 <= relay.reactor.now - quiet_from <= 0.3 + slot_length(0.3) + 0.001
+    run_until(relay.reactor, lambda: readable(client))
+    assert client.recv(16) == b""
+    assert len(relay.server.idle) == 0
+
+
+def test_an_active_session_is_not_closed_and_closes_once_quiet(loop_relay):
+    relay = loop_relay("400ms")
+    client, far, session = relay.session()
+    for _ in range(8):  # 1.6 s of traffic, never 400 ms quiet
+        relay.advance(0.2)
+        relay.exchange(client, far)
+        assert not session.cause
+    quiet_from = relay.clock.now
+    relay.advance(0.399)
+    assert not session.cause
+    relay.advance(slot_length(0.4) + 0.001)
+    assert session.cause == "idle_timeout"
+    assert relay.reactor.now - quiet_from >= 0.4
+
+
+def test_traffic_from_the_backend_alone_keeps_a_session(loop_relay):
+    relay = loop_relay("400ms")
+    client, far, session = relay.session()
+    for _ in range(5):
+        relay.advance(0.3)
+        far.sendall(b"y")
+        run_until(relay.reactor, lambda: readable(client))
+        assert client.recv(16) == b"y"
+    assert not session.cause
+
+
+# -- the slots, with sessions that do what Session.idle_due does --------------------------
 
 class FakeSession:
     """What Session does in idle_due: close when quiet for `idle`, else join again."""

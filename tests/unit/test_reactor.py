@@ -120,3 +120,52 @@ def test_an_fd_reused_within_a_batch_gets_no_stale_event():
         r.close()
         for sock in (a1, a2, b2, c1, c2, *reused):
             sock.close()
+
+
+def test_on_a_fake_clock_timers_fire_when_the_clock_moves_and_the_poll_never_waits():
+    import time
+
+    from tests.support.fakeclock import FakeClock, advance, settle
+
+    clock = FakeClock(50.0)
+    r = Reactor(clock=clock)
+    fired = []
+    r.call_later(3600.0, lambda: fired.append(("hour", r.now)))
+    r.call_later(1.0, lambda: r.call_later(1.0, lambda: fired.append(("chained", r.now))))
+    t0 = time.monotonic()
+    assert settle(r) == 1 and fired == []  # an hour ahead: nothing due, and no wait for it
+    advance(r, clock, 1.999)
+    assert fired == []
+    advance(r, clock, 3600.0)
+    elapsed = time.monotonic() - t0
+    r.close()
+    assert fired == [("chained", 52.0), ("hour", 3650.0)]  # each at its own time, in order
+    assert clock.now == 50.0 + 1.999 + 3600.0
+    # an hour of timers in far less than the smallest one's real wait (1 s)
+    assert elapsed < 1.0
+
+
+def test_run_once_waits_at_most_max_wait_for_events():
+    from tests.support.fakeclock import FakeClock
+
+    clock = FakeClock()
+    r = Reactor(clock=clock)
+    a, b = socket.socketpair()
+    got = []
+
+    class Reader:
+        def on_event(self, fd, events):
+            got.append(a.recv(16))
+
+        def on_crash(self, exc):
+            raise AssertionError(exc)
+
+    r.register(a.fileno(), EPOLLIN, Reader())
+    r.call_later(10.0, lambda: got.append(b"timer"))
+    assert r.run_once(0.0) is False  # nothing ready; the timer is ten fake seconds away
+    b.send(b"hi")
+    assert r.run_once(0.0) is True and got == [b"hi"]
+    r.unregister(a.fileno())
+    r.close()
+    a.close()
+    b.close()

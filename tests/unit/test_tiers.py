@@ -1,6 +1,12 @@
 import pytest
 
-from relay.core.tiers import FailbackRefused, TierChange, TierSelector
+from relay.core.tiers import (
+    DrainSchedule,
+    FailbackRefused,
+    TierChange,
+    TierSelector,
+    counts_as_failover,
+)
 
 
 def serving_on_backup(failback="auto", failback_delay=10.0):
@@ -294,3 +300,67 @@ def test_losing_the_serving_tier_with_only_a_lower_one_left_serves_it():
     sel.update(2.0, {0, 1})
     change = sel.update(3.0, {0})
     assert change is not None and change.new == 0
+
+
+def test_failback_is_due_at_the_very_time_next_deadline_gives():
+    # (1000.3 - 1000.0 rounds below 0.3: a timer armed at next_deadline() fired at that time
+    # again and again without failing back)
+    sel = TierSelector("auto", failback_delay=0.3)
+    sel.update(990.0, {0, 1})
+    sel.update(995.0, {1})
+    sel.update(1000.0, {0, 1})
+    deadline = sel.next_deadline()
+    assert deadline == 1000.0 + 0.3
+    change = sel.update(deadline, {0, 1})
+    assert change == TierChange(1, 0, "failback")
+    assert sel.next_deadline() is None
+
+
+def test_every_move_counts_as_a_failover_but_the_choice_at_start():
+    assert not counts_as_failover(TierChange(None, 0, "start"))
+    assert counts_as_failover(TierChange(0, 1, "failover"))
+    assert counts_as_failover(TierChange(1, 0, "failback"))
+    assert counts_as_failover(TierChange(0, None, "no backend"))
+    assert counts_as_failover(TierChange(None, 0, "recovered"))
+
+
+def test_a_drain_is_due_its_grace_after_a_failback_and_once():
+    d = DrainSchedule(after=0.5)
+    d.tier_changed(TierChange(0, 1, "failover"), 10.0)
+    assert d.at is None  # failing over drains nothing
+    d.tier_changed(TierChange(1, 0, "failback"), 20.0)
+    assert d.at == 20.5
+    assert d.due(20.499, 0) is None
+    assert d.due(20.5, 0) == 0
+    assert d.at is None and d.due(30.0, 0) is None  # once
+
+
+def test_a_later_failback_restarts_the_grace_and_off_drains_nothing():
+    d = DrainSchedule(after=1.0)
+    d.tier_changed(TierChange(1, 0, "operator"), 5.0)
+    d.tier_changed(TierChange(2, 1, "failback"), 5.5)
+    assert d.at == 6.5
+    off = DrainSchedule(after=None)
+    off.tier_changed(TierChange(1, 0, "failback"), 5.0)
+    assert off.at is None
+
+
+def test_a_drain_with_no_serving_tier_closes_nothing():
+    d = DrainSchedule(after=1.0)
+    d.tier_changed(TierChange(1, 0, "failback"), 0.0)
+    assert d.due(1.0, None) is None and d.at is None
+
+
+def test_a_reload_keeps_the_earlier_drain_and_off_cancels_it():
+    d = DrainSchedule(after=10.0)
+    d.tier_changed(TierChange(1, 0, "failback"), 0.0)  # due at 10
+    pending = d.reload(1.0)
+    d.tier_changed(TierChange(1, 0, "failback"), 2.0)  # the new settings fail back: at 3
+    d.keep(pending)
+    assert d.at == 3.0
+    pending = d.reload(30.0)
+    d.keep(pending)  # no new failback: the pending one stays, never postponed
+    assert d.at == 3.0
+    pending = d.reload(None)
+    d.keep(pending)
+    assert d.at is None

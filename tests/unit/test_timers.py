@@ -59,3 +59,19 @@ def test_cancel_after_firing_or_twice_keeps_the_count_right():
     assert len(heap) == 0
     assert heap.next_deadline() is None
     assert heap.entries == [] and heap.cancelled == 0
+
+
+def test_the_heap_reads_its_own_clock_when_not_told_the_time():
+    from tests.support.fakeclock import FakeClock
+
+    clock = FakeClock(100.0)
+    heap = TimerHeap(clock)
+    fired = []
+    heap.add_later(2.0, lambda: fired.append("a"))
+    assert heap.next_deadline() == 102.0
+    clock.advance(1.999)
+    assert heap.pop_due() == []
+    clock.advance(0.001)
+    for timer in heap.pop_due():
+        timer.callback()
+    assert fired == ["a"] and len(heap) == 0
