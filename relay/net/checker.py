@@ -14,6 +14,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from relay.config.model import HealthConfig
+from relay.core.connect_error import describe
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT
@@ -96,7 +97,7 @@ class Checker:
         if self.sock is None:
             return
         if not self.connected:
-            self._done(False, "connect timed out")
+            self._done(False, _describe(errno.ETIMEDOUT))
         else:
             self._done(False, "no answer within timeout")
 
@@ -196,6 +197,4 @@ class Checker:
 
 
 def _describe(err: int) -> str:
-    reason = connect.classify(err)
-    text = os.strerror(err) if err else reason
-    return f"{reason}: {text}" if reason != "other" else text
+    return describe(err)[2]
