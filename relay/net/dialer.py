@@ -85,6 +85,9 @@ class Dial:
             self._won(primary)
             return
         after = self.plan.hedge_after(backend, backend.estimate)
+        if self.hedge_timer is not None:  # (set for an attempt that failed before it fired)
+            self.hedge_timer.cancel()
+            self.hedge_timer = None
         if after is not None:
             self.hedge_timer = self.reactor.call_later(after, self._start_hedge)
 
@@ -137,18 +140,18 @@ class Dial:
     # -- what the pending connects report ------------------------------------------
 
     def connect_done(self, pending: PendingConnect[Backend], err: int) -> None:
-        if not err:
+        if pending is not self.primary and pending is not self.hedge:
+            pending.close()  # (not ours any more)
+        elif not err:
             self._won(pending)
         elif pending is self.primary:
             self.primary = None
             pending.close()
             self._failed(pending.backend, err)
-        elif pending is self.hedge:
+        else:
             self.hedge = None
             pending.close()
             self._hedge_failed(pending.backend, err)
-        else:
-            pending.close()
 
     def connect_crashed(self, pending: PendingConnect[Backend]) -> None:
         if self.session is not None:
@@ -180,7 +183,11 @@ class Dial:
         started, backend, events = pending.started, pending.backend, pending.events
         server_end = End(pending.hand_over(session))
         server_end.note(events)
-        session.connected(backend, server_end, self.reactor.now - started)
+        try:
+            session.connected(backend, server_end, self.reactor.now - started)
+        except Exception:  # the session's bug, raised from the connect's handler: close it
+            session.close("internal_error", reset=True)
+            raise
 
     def _end(self) -> None:
         if self.hedge_timer is not None:
