@@ -47,7 +47,11 @@ class Dial:
         session.dial = self
 
     def start(self) -> None:
-        self._follow(self.plan.next(self.reactor.now))
+        step = self.plan.next(self.reactor.now)
+        if type(step) is Connect and self.session is not None:  # (the usual case, one call less)
+            self._connect(self.session, step)
+        else:
+            self._follow(step)
 
     def _again(self) -> None:
         self.wait_timer = None
@@ -57,14 +61,13 @@ class Dial:
         session = self.session
         if session is None:
             return
-        if step is None:
-            session.close("no_backend")
+        if type(step) is Connect:
+            self._connect(session, step)
         elif type(step) is Wait:
             # the client is held; its bytes wait in the kernel until a backend answers
             self.wait_timer = self.reactor.call_at(step.until, self._again)
         else:
-            assert isinstance(step, Connect)
-            self._connect(session, step)
+            session.close("no_backend")
 
     def _connect(self, session: Session, step: Connect[Backend]) -> None:
         backend = step.backend
@@ -179,7 +182,10 @@ class Dial:
             if primary is not None:
                 primary.watcher = Loser(group, session.client_addr, self.plan.attempts)
             group.hedge_ended("hedge_won", pending.backend.name, True)
-        self._end()
+        if self.hedge_timer is not None:
+            self.hedge_timer.cancel()
+            self.hedge_timer = None
+        self.session = session.dial = None  # no cycle left: reference counting frees both
         started, backend, events = pending.started, pending.backend, pending.events
         server_end = End(pending.hand_over(session))
         server_end.note(events)
