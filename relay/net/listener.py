@@ -1,5 +1,5 @@
 """A listening socket: accepts clients (bounded per wake-up), enforces connection limits
-and starts a Session for each client towards the backends the listener chooses."""
+and opens a Session for each client, whose Dial (relay/net/dialer.py) connects it."""
 
 from __future__ import annotations
 
