@@ -26,13 +26,13 @@ from prometheus_client import (
     process_collector,
 )
 
+from relay.core.connect_error import CONNECT_ERRORS
 from relay.core.health import ADMIN_STATES
 from relay.exposition import pieces
 from relay.metrics_authority import AuthorityMetrics
 from relay.net.backends import Backend
 from relay.net.counts import (
     CONNECT_BUCKETS,
-    CONNECT_ERRORS,
     DURATION_BUCKETS,
     HEDGE_OUTCOMES,
     REJECT_REASONS,

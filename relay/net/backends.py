@@ -18,6 +18,7 @@ from relay.config.model import BackendConfig, ListenerConfig
 from relay.core.backoff import Backoff
 from relay.core.balance import make_balancer
 from relay.core.candidates import BackendView, LastResortGate, candidate_order, next_attempt
+from relay.core.connect_error import CONNECT_ERRORS, describe
 from relay.core.health import AdminState, HealthState, Transition
 from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.lograte import LogAggregate
@@ -34,7 +35,6 @@ from relay.net.checker import Checker
 from relay.net.counts import (
     BACKEND_FIELDS,
     CONNECT_BUCKETS,
-    CONNECT_ERRORS,
     DOWN,
     UP,
     Counts,
@@ -317,7 +317,15 @@ class BackendGroup:
                 return True
         return False
 
-    def connected(self, session: Carried, backend: Backend) -> None:
+    # Connect outcomes (sessions', hedges', losers') all come in here, one way: counted,
+    # described (relay/core/connect_error.py), logged and fed to passive health.
+
+    def connected(self, session: Carried, backend: Backend, seconds: float) -> None:
+        """A session's connect to `backend` succeeded after `seconds`; it relays from now on."""
+        backend.estimate.observe(seconds)
+        if self.hedges.losing:  # (only hedging keeps this score)
+            self.hedges.target_succeeded(backend.name)
+        backend.connect_seconds.observe(seconds)
         backend.sessions.add(session)
         if backend.gate.failures:
             backend.gate.succeeded()
@@ -329,10 +337,43 @@ class BackendGroup:
         else:
             health.traffic_succeeded(self.reactor.now)
 
+    def unused_connect_succeeded(self, backend: Backend, seconds: float) -> None:
+        """A connect that lost a hedge race completed (and was closed): only its time counts."""
+        backend.estimate.observe(seconds)
+
+    def connect_error(self, backend: Backend, err: int, client: str, attempt: int) -> None:
+        """A connect to `backend` failed with errno `err` (ETIMEDOUT: its deadline passed)."""
+        reason, error, detail = describe(err)
+        backend.connect_errors[reason] += 1
+        # clients can cause these by the thousand: the first of a quiet period is logged,
+        # the rest once per backend and interval with a count (relay/core/lograte.py)
+        aggregate = backend.connect_log
+        if aggregate.record(self.reactor.now, detail):
+            log.warning("connect_failed", listener=self.listener_name, backend=backend.name,
+                        address=backend.target.text, client=client, reason=reason,
+                        error=error, attempt=attempt)
+        elif aggregate.count == 1 and aggregate.flush_due is not None:
+            self.reactor.call_at(aggregate.flush_due, partial(self._log_held_back, backend))
+        self.connect_failed(backend, detail)
+
+    def _log_held_back(self, backend: Backend) -> None:
+        summary = backend.connect_log.flush(self.reactor.now)
+        if summary is not None:
+            log.warning("connect_failed", listener=self.listener_name, backend=backend.name,
+                        address=backend.target.text, count=summary.count,
+                        seconds=backend.connect_log.interval, last_error=summary.detail)
+
     def connect_failed(self, backend: Backend, error: str) -> None:
-        """A session's (or a hedge's) connect failed: proof the backend is unwell."""
+        """A connect failed (`error` as describe() gives it): proof the backend is unwell."""
         backend.gate.failed()
         self.traffic_failed(backend, error)
+
+    def hedge_ended(self, outcome: str | None, target: str, target_won: bool | None) -> None:
+        """A hedge towards `target` is over: primary_won, hedge_won, both_failed, or None
+        (the client left while both raced: not counted as an outcome)."""
+        if outcome is not None:
+            self.hedge_outcomes[outcome] += 1
+        self.hedges.finished(target, target_won)
 
     def backend_ended(self, backend: Backend, reset: bool, spoke: bool, fin: bool) -> None:
         """A relaying session's backend side ended (reset, or FIN): relay/core/passive.py

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from relay.config.model import BackendConfig, HealthConfig
+from relay.core.connect_error import describe
 from relay.core.health import HealthState
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import connect
@@ -114,7 +115,7 @@ class Checker:
         if self.sock is None:
             return
         if not self.connected:
-            self._done(False, "connect timed out")
+            self._done(False, _describe(errno.ETIMEDOUT))
         else:
             self._done(False, "no answer within timeout")
 
@@ -214,6 +215,4 @@ class Checker:
 
 
 def _describe(err: int) -> str:
-    reason = connect.classify(err)
-    text = os.strerror(err) if err else reason
-    return f"{reason}: {text}" if reason != "other" else text
+    return describe(err)[2]

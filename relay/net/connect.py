@@ -1,38 +1,38 @@
-"""Non-blocking connect to a backend and the classification of what went wrong."""
+"""A non-blocking connect to a backend, and the one watcher of a pending connect.
+
+Every connect relay makes for traffic (a session's, its hedge, a connect that lost the race)
+is watched by a PendingConnect until it completes or times out. Completion is judged by
+SO_ERROR, always: an EPOLLOUT alone does not prove a connect succeeded (a stale event for a
+reused fd number, or an error the kernel reports with the writable edge).
+"""
 
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import socket
+import struct
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Reactor
 from relay.net.resolve import SockAddr
 
-REFUSED, TIMEOUT, UNREACHABLE, RESET, DNS, OTHER = (
-    "refused", "timeout", "unreachable", "reset", "dns", "other"
-)
-CONNECT_ERRORS = (REFUSED, TIMEOUT, UNREACHABLE, RESET, DNS, OTHER)
+if TYPE_CHECKING:
+    from relay.net.reactor import Handler
+    from relay.net.timers import Timer
 
-_BY_ERRNO = {
-    errno.ECONNREFUSED: REFUSED,
-    errno.ETIMEDOUT: TIMEOUT,
-    errno.ENETUNREACH: UNREACHABLE,
-    errno.EHOSTUNREACH: UNREACHABLE,
-    errno.ENETDOWN: UNREACHABLE,
-    errno.EHOSTDOWN: UNREACHABLE,
-    errno.ECONNRESET: RESET,
-    errno.ECONNABORTED: RESET,
-    errno.EPIPE: RESET,
-}
-
-
+# The mask a relaying session's sockets keep for life (relay/net/session.py): registered with
+# it from the start, a connected socket moves to its session without an epoll_ctl.
+SESSION_MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+_COMPLETED = EPOLLOUT | EPOLLHUP | EPOLLERR
+_BROKEN = EPOLLHUP | EPOLLERR
+_LINGER_RESET = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 _TCP, _NODELAY = socket.IPPROTO_TCP, socket.TCP_NODELAY
+_SOL_SOCKET, _SO_ERROR = socket.SOL_SOCKET, socket.SO_ERROR
 
-
-def classify(err: int) -> str:
-    """Map a connect errno to one of CONNECT_ERRORS."""
-    return _BY_ERRNO.get(err, OTHER)
+B = TypeVar("B")  # the backend a connect goes to
 
 
 def start_connect(target: SockAddr) -> tuple[_socket.socket, int]:
@@ -52,3 +52,77 @@ def start_connect(target: SockAddr) -> tuple[_socket.socket, int]:
         raise
     return sock, err
 
+
+class Watcher(Protocol[B]):
+    """Who is told how a pending connect ended."""
+
+    def connect_done(self, pending: PendingConnect[B], err: int) -> None: ...
+
+    def connect_crashed(self, pending: PendingConnect[B]) -> None: ...
+
+
+class PendingConnect(Generic[B]):
+    """One connect in progress, watched until it completes (SO_ERROR read) or `deadline`
+    passes (ETIMEDOUT). Its watcher may change while it is pending (a hedge race's loser
+    goes on being watched for its outcome)."""
+
+    __slots__ = ("backend", "events", "fd", "reactor", "sock", "started", "timer", "watcher")
+
+    def __init__(self, reactor: Reactor, watcher: Watcher[B], backend: B,
+                 sock: _socket.socket, started: float, deadline: float) -> None:
+        self.reactor = reactor
+        self.watcher = watcher
+        self.backend = backend
+        self.sock: _socket.socket | None = sock
+        self.fd = sock.fileno()
+        self.started = started
+        self.events = 0  # what the completing event said (its readiness goes to the session)
+        self.timer: Timer | None = reactor.call_at(deadline, self._timed_out)
+        reactor.register(self.fd, SESSION_MASK, self)
+
+    def on_event(self, fd: int, events: int) -> None:
+        sock = self.sock
+        if sock is None or not events & _COMPLETED:
+            return
+        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if not err and events & _BROKEN:
+            err = errno.ECONNREFUSED  # hung up without saying why
+        self.events = events
+        self.watcher.connect_done(self, err)
+
+    def on_crash(self, exc: BaseException) -> None:
+        self.watcher.connect_crashed(self)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.sock is not None:
+            self.watcher.connect_done(self, errno.ETIMEDOUT)
+
+    @property
+    def deadline(self) -> float:
+        return self.timer.when if self.timer is not None else self.reactor.now
+
+    def close(self, reset: bool = False) -> None:
+        """Stop watching and close the socket (with reset, the backend sees RST)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        self.reactor.unregister(self.fd)
+        if reset:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(_SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        sock.close()
+
+    def hand_over(self, handler: Handler) -> _socket.socket:
+        """The connect succeeded: its socket, still registered with SESSION_MASK, now belongs
+        to `handler` (no epoll_ctl)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        sock, self.sock = self.sock, None
+        assert sock is not None
+        self.reactor.handlers[self.fd] = handler
+        return sock

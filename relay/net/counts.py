@@ -18,12 +18,13 @@ from bisect import bisect_left
 from collections.abc import Iterator, MutableMapping
 from typing import Protocol
 
+from relay.core.connect_error import CONNECT_ERRORS
+
 CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
 REJECT_REASONS = ("max_connections", "no_backend", "accept_error", "denied", "per_source",
                   "proxy_header")
 HEDGE_OUTCOMES = ("primary_won", "hedge_won", "both_failed")
-CONNECT_ERRORS = ("refused", "timeout", "unreachable", "reset", "dns", "other")
 
 
 def _histogram(name: str, bounds: tuple[float, ...]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from relay.core.connect_error import describe
 from relay.net import connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT
 from relay.net.resolve import SockAddr
@@ -147,8 +148,7 @@ class Exchange(Generic[V]):
 
 
 def _describe(err: int) -> str:
-    reason = connect.classify(err)
-    return f"{reason}: {os.strerror(err)}" if err else reason
+    return describe(err)[2]  # the one text an errno has everywhere (relay/core/connect_error.py)
 
 
 __all__ = ["Exchange"]

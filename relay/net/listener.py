@@ -1,19 +1,17 @@
 """A listening socket: accepts clients (bounded per wake-up), enforces connection limits
-and starts a Session for each client towards the backends the listener chooses."""
+and opens a Session for each client, whose Dial (relay/net/dialer.py) connects it."""
 
 from __future__ import annotations
 
 import _socket
-import os
 import socket
 from collections.abc import Sequence
-from functools import partial
 from typing import Protocol
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
-from relay.net.backends import Backend, BackendGroup
+from relay.net.backends import BackendGroup
 from relay.net.buffers import BufferPool
 from relay.net.counts import (
     ACCEPTED,
@@ -27,6 +25,7 @@ from relay.net.counts import (
     new_counts,
 )
 from relay.net.counts import L as FIELDS
+from relay.net.dialer import Dial
 from relay.net.edge import Edge, HeaderReader, log_rejections, reset_and_close
 from relay.net.idle import IdleSlots
 from relay.net.reactor import EPOLLIN, Reactor
@@ -187,7 +186,7 @@ class Listener:
         self.server.sessions.add(session)
         if log.debug_enabled:
             log.debug("session_open", listener=self.name, client=peer)
-        session.start()
+        Dial(session).start()
 
     def _admitted(self, client: _socket.socket, source: tuple[str, int],
                   destination: tuple[str, int] | None) -> Origin | None:
@@ -226,28 +225,6 @@ class Listener:
                 listener.pause.pause(exc)
 
     # -- session callbacks --------------------------------------------------------
-
-    def connect_failed(self, session: Session, backend: Backend, reason: str, err: int) -> None:
-        backend.connect_errors[reason] += 1
-        error = os.strerror(err) if err else reason
-        detail = f"{reason}: {error}" if reason != "other" else error
-        # clients can cause these by the thousand: the first of a quiet period is logged,
-        # the rest once per backend and interval with a count (relay/core/lograte.py)
-        aggregate = backend.connect_log
-        if aggregate.record(self.reactor.now, detail):
-            log.warning("connect_failed", listener=self.name, backend=backend.name,
-                        address=backend.target.text, client=session.client_addr, reason=reason,
-                        error=error, attempt=session.attempts)
-        elif aggregate.count == 1 and aggregate.flush_due is not None:
-            self.reactor.call_at(aggregate.flush_due, partial(self._log_held_back, backend))
-        self.group.connect_failed(backend, detail)
-
-    def _log_held_back(self, backend: Backend) -> None:
-        summary = backend.connect_log.flush(self.reactor.now)
-        if summary is not None:
-            log.warning("connect_failed", listener=self.name, backend=backend.name,
-                        address=backend.target.text, count=summary.count,
-                        seconds=backend.connect_log.interval, last_error=summary.detail)
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
         self.clients -= 1

@@ -1,4 +1,4 @@
-"""One client session: connect to a backend, then move bytes both ways until both ends finish.
+"""One client session: once the dialer connected its backend, bytes both ways until both ends finish.
 
 The data path is edge-triggered: each socket is registered once (IN|OUT|RDHUP|ET)
 and never modified; readiness is remembered in ``End.readable``/``End.writable``
@@ -17,19 +17,15 @@ import socket
 import struct
 from typing import TYPE_CHECKING
 
-from relay.config.model import HEDGE_AUTO
 from relay.core.proxy_header import encode_v1, encode_v2
-from relay.net import connect
-from relay.net.hedge import Hedge, Loser, hand_over
-from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
+from relay.net.connect import SESSION_MASK as _MASK
+from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
 if TYPE_CHECKING:
     from relay.net.backends import Backend
+    from relay.net.dialer import Dial
     from relay.net.listener import Listener
-    from relay.net.timers import Timer
-
-_MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
@@ -44,8 +40,6 @@ BUDGET = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot
 SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
 
 CONNECTING, RELAYING, CLOSED = 0, 1, 2
-
-_NO_TRIES: list[Backend] = []  # shared and never appended to: Session.tried before a connect
 
 splice = getattr(os, "splice", None)
 
@@ -278,10 +272,12 @@ class Origin:
 
 
 class Session:
-    __slots__ = ("__weakref__", "attempts", "backend", "backoffs", "cause", "client", "client_addr", "config",
-                 "connect_started", "connect_timer", "down", "hedge", "hedge_failed",
-                 "hedge_timer", "hedged", "idle_slot", "last_active", "listener", "opened",
-                 "origin", "reactor", "scheduled", "server_end", "state", "tried", "up")
+    """A client and, once the dialer (relay/net/dialer.py) connected it, its backend: bytes
+    both ways until both ends finish, then close."""
+
+    __slots__ = ("__weakref__", "backend", "cause", "client", "client_addr", "config", "dial",
+                 "down", "hedged", "idle_slot", "last_active", "listener", "opened", "origin",
+                 "reactor", "scheduled", "server_end", "state", "up")
 
     def __init__(self, listener: Listener, client: _socket.socket, client_addr: str,
                  origin: Origin | None = None) -> None:
@@ -292,220 +288,27 @@ class Session:
         self.client = End(client)
         self.client_addr = client_addr
         self.server_end: End | None = None
-        self.backend: Backend | None = None
-        self.tried: list[Backend] = _NO_TRIES  # a list of its own from the first connect on
-        self.attempts = 0
-        self.backoffs = 0  # backoff steps waited before trying a backend again
+        self.backend: Backend | None = None  # the one connected, or the last one tried
+        self.dial: Dial | None = None  # while connecting
+        self.hedged = False  # its dial raced a second connect (the access log says so)
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend
         self.down: Direction | None = None  # backend -> client
-        self.connect_timer: Timer | None = None
         self.idle_slot: set[Session] | None = None  # see relay/net/idle.py
-        self.hedge: Hedge | None = None  # a second connect, racing the first
-        self.hedge_timer: Timer | None = None
-        self.hedged = False  # one hedge per session
-        self.hedge_failed = False
-        self.opened = self.last_active = self.connect_started = self.reactor.now
+        self.opened = self.last_active = self.reactor.now
         self.scheduled = False
         self.cause = ""
-        reactor = self.reactor
-        reactor.register(self.client.fd, _MASK, self)
+        self.reactor.register(self.client.fd, _MASK, self)
 
-
-    # -- connecting -------------------------------------------------------
-
-    def _next_attempt(self) -> None:
-        self.connect_timer = None
-        group = self.listener.group
-        backend = group.choose(self.tried)
-        if backend is None:
-            # nothing available and every last-resort gate closed: wait for the first to
-            # open (a check may also make a backend available meanwhile) within the deadline
-            opens = group.next_gate_opening()
-            if opens is not None and opens < self.opened + self.config.retry.deadline:
-                self.connect_timer = self.reactor.call_at(
-                    max(opens, self.reactor.now + 0.001), self._next_attempt)
-                return
-            self.close("no_backend")
-            return
-        self._connect(backend)
-
-    start = _next_attempt  # the first attempt
-
-    def _connect(self, backend: Backend) -> None:
+    def connected(self, backend: Backend, server_end: End, seconds: float) -> None:
+        """The dialer connected `backend` in `seconds`; `server_end` is registered with this
+        session as its handler: relay from now on."""
         self.backend = backend
-        if self.tried is _NO_TRIES:
-            self.tried = [backend]
-        else:
-            self.tried.append(backend)
-        self.attempts += 1
-        self.connect_started = self.reactor.now
-        try:
-            sock, err = connect.start_connect(backend.target)
-        except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
-            self.listener.out_of_fds(exc)
-            self.close("local_error")
-            return
-        self.server_end = End(sock)
-        if err not in (0, errno.EINPROGRESS):
-            self._connect_failed(err)
-            return
-        reactor = self.reactor
-        reactor.register(self.server_end.fd, _MASK, self)
-        config = self.config
-        left = self.opened + config.retry.deadline - self.reactor.now
-        self.connect_timer = self.reactor.call_later(
-            max(0.001, min(config.connect_timeout, left)), self._connect_timed_out)
-        if err == 0:
-            self._connected()
-        elif not self.hedged and config.retry.hedge is not None and \
-                self.listener.group.can_hedge_from(backend):
-            after = config.retry.hedge
-            if after == HEDGE_AUTO:
-                after = backend.estimate.hedge_after(config.connect_timeout)
-            self.hedge_timer = self.reactor.call_later(after, self._start_hedge)
-
-    # -- hedging: a second connect when the first is slow ----------------------------
-
-    def _start_hedge(self) -> None:
-        self.hedge_timer = None
-        if self.state != CONNECTING or self.server_end is None or self.hedge is not None:
-            return
-        group = self.listener.group
-        candidate = group.choose(self.tried, last_resort=False)
-        if candidate is None or candidate is self.backend or not group.hedges.may_hedge(
-                candidate.name):
-            return
-        try:
-            sock, err = connect.start_connect(candidate.target)
-        except OSError:
-            return  # no socket to spare: the first connect goes on alone
-        self.hedged = True
-        self.tried.append(candidate)
-        group.hedges.started()
-        deadline = self.connect_timer.when if self.connect_timer is not None else (
-            self.reactor.now + self.config.connect_timeout)
-        self.hedge = Hedge(self, candidate, sock, deadline)
-        if err not in (0, errno.EINPROGRESS):
-            self.hedge_completed(self.hedge, err)
-
-    def hedge_completed(self, hedge: Hedge, err: int) -> None:
-        """The hedge's connect finished (err 0) or failed, while the session still waits."""
-        if err:
-            hedge.record(err)
-            hedge.release(close=True)
-            hedge.session = None
-            self.hedge = None
-            self.hedge_failed = True
-            if self.server_end is None:  # the first connect failed already: both did
-                if self.connect_timer is not None:
-                    self.connect_timer.cancel()
-                    self.connect_timer = None
-                self._hedge_outcome("both_failed", hedge.backend.name, None)
-                self._retry_or_give_up()
-            return
-        # The hedge won: the first connect becomes a watched loser; the session moves over.
-        hedge.session = None
-        self.hedge = None
-        loser_end, loser_backend = self.server_end, self.backend
-        if loser_end is not None and loser_backend is not None:
-            deadline = self.connect_timer.when if self.connect_timer is not None else self.reactor.now
-            self.reactor.unregister(loser_end.fd)
-            Loser(self.listener, loser_backend, loser_end.sock, self.connect_started, deadline)
-        if self.connect_timer is not None:
-            self.connect_timer.cancel()
-            self.connect_timer = None
-        started = hedge.started
-        sock = hedge.release(close=False)
-        assert sock is not None
-        self.backend = hedge.backend
-        self.connect_started = started
-        self.server_end = End(sock)
-        self.reactor.register(self.server_end.fd, _MASK, self)
-        self._hedge_outcome("hedge_won", hedge.backend.name, True)
-        self._connected()
-
-    def _hedge_outcome(self, outcome: str, target: str, target_won: bool | None) -> None:
-        group = self.listener.group
-        group.hedge_outcomes[outcome] += 1
-        group.hedges.finished(target, target_won)
-
-    def _connect_timed_out(self) -> None:
-        self.connect_timer = None
-        if self.state != CONNECTING:
-            return
-        if self.server_end is None and self.hedge is not None:  # only the hedge was left
-            self.hedge_completed(self.hedge, errno.ETIMEDOUT)
-        else:
-            self._connect_failed(errno.ETIMEDOUT)
-
-    def _connect_failed(self, err: int) -> None:
-        backend = self.backend
-        assert backend is not None
-        if self.connect_timer is not None:
-            self.connect_timer.cancel()
-            self.connect_timer = None
-        self._drop_server_end()
-        reason = connect.classify(err)
-        self.listener.connect_failed(self, backend, reason, err)
-        if self.hedge is not None:  # the hedge is still racing: it carries the session now
-            hedge = self.hedge
-            self.connect_timer = self.reactor.call_at(
-                hedge.timer.when if hedge.timer is not None else self.reactor.now,
-                self._connect_timed_out)
-            if hedge.timer is not None:
-                hedge.timer.cancel()
-                hedge.timer = None
-            return
-        if self.hedge_failed and self.hedged:
-            self._hedge_outcome("both_failed", self.tried[-1].name, None)
-            self.hedge_failed = False
-        self._retry_or_give_up()
-
-    def _retry_or_give_up(self) -> None:
-        """A candidate this session has not tried yet is tried at once; a backoff step comes
-        only before trying again a backend it tried already."""
-        retry = self.config.retry
-        if self.attempts < retry.attempts:
-            group = self.listener.group
-            untried = group.choose(self.tried, untried_only=True)
-            if untried is not None:
-                self._connect(untried)
-                return
-            delay = group.retry_delay(self.backoffs)
-            if self.reactor.now + delay < self.opened + retry.deadline:
-                self.backoffs += 1
-                # the client is held; its bytes wait in the kernel until a backend answers
-                self.connect_timer = self.reactor.call_later(delay, self._next_attempt)
-                return
-        self.close("no_backend")
-
-    def _connected(self) -> None:
-        backend = self.backend
-        server_end = self.server_end
-        assert backend is not None and server_end is not None
-        if self.connect_timer is not None:
-            self.connect_timer.cancel()
-            self.connect_timer = None
-        if self.hedge_timer is not None:
-            self.hedge_timer.cancel()
-            self.hedge_timer = None
-        if self.hedge is not None:  # the first connect won the race
-            hedge, self.hedge = self.hedge, None
-            hedge.session = None
-            hand_over(hedge)
-            self._hedge_outcome("primary_won", hedge.backend.name, False)
+        self.server_end = server_end
         if self.config.proxy_protocol != "off" and not self._send_proxy_header(server_end):
             return
         self.state = RELAYING
-        self.tried = _NO_TRIES  # no more attempts: one list less per open session
-        seconds = self.reactor.now - self.connect_started
-        backend.estimate.observe(seconds)
-        group = self.listener.group
-        if group.hedges.losing:  # (only hedging keeps this score)
-            group.hedges.target_succeeded(backend.name)
-        backend.connect_seconds.observe(seconds)
-        group.connected(self, backend)
+        self.listener.group.connected(self, backend, seconds)
         use_splice = self.listener.use_splice
         self.up = Direction(self.client, server_end, self.listener, use_splice)
         self.down = Direction(server_end, self.client, self.listener, use_splice)
@@ -574,37 +377,23 @@ class Session:
             self.last_active = self.reactor.now
             return
         client = self.client
-        if state == CONNECTING and fd == client.fd and not events & _BROKEN:
-            client.note(events)  # it spoke (or hung up) before the backend answered
+        if state != RELAYING:
+            # connecting: only the client is ours (the dialer watches the backend's connect);
+            # what it did (spoke, hung up) is remembered for when the relaying starts
+            if state == CONNECTING:
+                if events & EPOLLERR and client.sock.getsockopt(socket.SOL_SOCKET,
+                                                               socket.SO_ERROR):
+                    self.close("client_reset")
+                else:
+                    client.note(events)
             return
         end = client if fd == client.fd else self.server_end
-        if end is None or self.state == CLOSED:
+        if end is None:
             return
-        if events & EPOLLERR:
-            err = end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if self.state == CONNECTING:
-                if end is not client:
-                    self._connect_failed(err or errno.ECONNREFUSED)
-                    return
-                if err:
-                    self.close("client_reset")
-                    return
-            elif err:
-                self._reset(from_client=end is client)
-                return
+        if events & EPOLLERR and end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._reset(from_client=end is client)
+            return
         end.note(events)
-        if self.state == CONNECTING:
-            if end is not client and events & (EPOLLOUT | EPOLLHUP):
-                # writable without error or hang-up: connected (no SO_ERROR round trip)
-                err = 0 if not events & (EPOLLHUP | EPOLLERR) else end.sock.getsockopt(
-                    socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    self._connect_failed(err)
-                elif events & EPOLLHUP:
-                    self._connect_failed(errno.ECONNREFUSED)
-                else:
-                    self._connected()
-            return
         # only the directions this event can move: reading from `end`, or writing to it
         # (edge-triggered epoll reports "writable" with every edge: it only matters to a
         # direction that has bytes waiting for this socket)
@@ -702,20 +491,11 @@ class Session:
         was_relaying = self.state == RELAYING
         self.state = CLOSED
         self.cause = cause
-        if self.connect_timer is not None:
-            self.connect_timer.cancel()
-            self.connect_timer = None
+        if self.dial is not None:
+            self.dial.cancel(reset or reset_backend)
         if self.idle_slot is not None:
             self.idle_slot.discard(self)
             self.idle_slot = None
-        if self.hedge_timer is not None:
-            self.hedge_timer.cancel()
-            self.hedge_timer = None
-        if self.hedge is not None:  # the client left while both raced: nobody won
-            hedge, self.hedge = self.hedge, None
-            hedge.session = None
-            hedge.release(close=True)
-            self.listener.group.hedges.finished(hedge.backend.name, None)
         for direction in (self.up, self.down):
             if direction is not None:
                 if direction.pipe is not None or direction.buf is not None:

@@ -225,11 +225,15 @@ def test_idle_session_is_closed_after_idle_timeout(echo, start_relay):
 def test_closed_sessions_leave_nothing_for_the_garbage_collector(echo, splice):
     """Sessions are freed by reference counting alone: no cycle between a session's parts
     outlives it, so the collector never has to run for them (it is tuned to run rarely)."""
+    from relay.core.dial import DialPlan
+    from relay.net.connect import PendingConnect
+    from relay.net.dialer import Dial
     from relay.net.session import Direction, End, Session
     from tests.support.inproc import InProcessRelay
 
     def alive() -> int:
-        return sum(1 for o in gc.get_objects() if type(o) in (Session, Direction, End))
+        kinds = (Session, Direction, End, Dial, DialPlan, PendingConnect)
+        return sum(1 for o in gc.get_objects() if type(o) in kinds)
 
     relay = InProcessRelay(toml_config(one_listener(echo.port), runtime={"splice": splice}))
     gc.collect()

@@ -1,0 +1,156 @@
+"""The dialer's hedge race on a fake clock (no network: the connects are socketpairs whose
+outcome the test decides): which connect the session gets, what the hedge metrics say,
+and that the hedge budget is given back whatever the outcome."""
+
+from __future__ import annotations
+
+import errno
+import random
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from relay.config import parse_config
+from relay.net import dialer
+from relay.net.backends import Backend, BackendGroup
+from relay.net.connect import PendingConnect
+from relay.net.reactor import EPOLLOUT
+from relay.net.resolve import SockAddr
+from relay.net.timers import Timer, TimerHeap
+
+
+class FakeReactor:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers = TimerHeap()
+        self.handlers: dict[int, Any] = {}
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.add(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.add(self.now + delay, callback)
+
+    def register(self, fd: int, mask: int, handler: Any) -> None:
+        self.handlers[fd] = handler
+
+    def unregister(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for timer in self.timers.pop_due(self.now):
+            timer.callback()
+
+
+class FakeSession:
+    """What a dial needs of its session; records what the dial did to it."""
+
+    def __init__(self, group: BackendGroup, reactor: FakeReactor, config: Any) -> None:
+        self.listener = self
+        self.group = group
+        self.reactor = reactor
+        self.config = config
+        self.opened = reactor.now
+        self.client_addr = "127.0.0.1:5555"
+        self.hedged = False
+        self.backend: Backend | None = None
+        self.dial: Any = None
+        self.got: tuple[Backend, Any] | None = None
+        self.closed: str | None = None
+
+    def connected(self, backend: Backend, server_end: Any, seconds: float) -> None:
+        self.got = (backend, server_end)
+
+    def close(self, cause: str, reset: bool = False) -> None:
+        self.closed = cause
+        if self.dial is not None:
+            self.dial.cancel(reset)
+
+    def out_of_fds(self, exc: OSError) -> None:
+        pass
+
+
+@pytest.fixture
+def race(monkeypatch):
+    config = parse_config(
+        '[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\nconnect_timeout = "1s"\n'
+        '[listener.health]\nkind = "tcp"\n[listener.retry]\nhedge = "20ms"\nattempts = 1\n'
+        '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
+        '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
+    (lc,) = config.listeners
+    reactor = FakeReactor()
+    members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
+               for i, bc in enumerate(lc.backends)]
+    group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
+    group.hedge_outcomes = {"primary_won": 0, "hedge_won": 0, "both_failed": 0}
+    sockets: list[socket.socket] = []
+
+    def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
+        ours, theirs = socket.socketpair()
+        sockets.extend((ours, theirs))
+        return ours, errno.EINPROGRESS
+
+    monkeypatch.setattr(dialer, "start_connect", start_connect)
+    session = FakeSession(group, reactor, lc)
+    dial = dialer.Dial(session)  # type: ignore[arg-type]
+    dial.start()
+    reactor.advance(0.021)  # the hedge fires at 20 ms
+    assert dial.primary is not None and dial.hedge is not None and session.hedged
+    yield group, reactor, session, dial
+    for s in sockets:
+        s.close()
+
+
+def pending(reactor: FakeReactor, name: str) -> PendingConnect[Backend]:
+    (found,) = [h for h in reactor.handlers.values()
+                if isinstance(h, PendingConnect) and h.backend.name == name]
+    return found
+
+
+def fail(p: PendingConnect[Backend], err: int) -> None:
+    p.watcher.connect_done(p, err)
+
+
+def test_hedge_wins_the_primary_is_watched_on_and_its_failure_counted(race):
+    group, reactor, session, _dial = race
+    primary = pending(reactor, "a")
+    hedge = pending(reactor, "c")
+    hedge.on_event(hedge.fd, EPOLLOUT)  # SO_ERROR 0: connected
+    assert session.got is not None and session.got[0].name == "c"
+    assert group.hedge_outcomes["hedge_won"] == 1 and group.hedges.in_flight == 0
+    assert isinstance(primary.watcher, dialer.Loser)
+    reactor.advance(1.0)  # the loser's deadline passes: a timeout of "a"
+    a = group.by_name["a"]
+    assert a.connect_errors["timeout"] == 1
+    assert a.health.last_error == "timeout: Connection timed out"
+
+
+def test_primary_wins_after_the_hedge_failed_and_the_budget_is_given_back(race):
+    group, reactor, session, _dial = race
+    fail(pending(reactor, "c"), errno.ECONNREFUSED)
+    assert session.got is None and group.hedges.in_flight == 1  # the primary still races
+    primary = pending(reactor, "a")
+    primary.on_event(primary.fd, EPOLLOUT)
+    assert session.got is not None and session.got[0].name == "a"
+    assert group.hedges.in_flight == 0
+    assert group.hedge_outcomes["primary_won"] == 1
+
+
+def test_both_failed_then_the_plan_gives_up_after_its_attempts(race):
+    group, reactor, session, _dial = race
+    fail(pending(reactor, "a"), errno.ECONNREFUSED)
+    assert session.closed is None  # the hedge carries the dial on
+    fail(pending(reactor, "c"), errno.ECONNREFUSED)
+    assert group.hedge_outcomes["both_failed"] == 1 and group.hedges.in_flight == 0
+    assert session.closed == "no_backend"  # attempts = 1 (a hedge is not an attempt of its own)
+    assert all(b.connect_errors["refused"] == 1 for b in group.backends)
+
+
+def test_the_client_leaving_during_the_race_closes_both_connects(race):
+    group, reactor, session, _dial = race
+    session.close("client_reset")
+    assert not [h for h in reactor.handlers.values() if isinstance(h, PendingConnect)]
+    assert group.hedges.in_flight == 0 and sum(group.hedge_outcomes.values()) == 0
