@@ -30,6 +30,7 @@ from relay.core.connect_error import CONNECT_ERRORS
 from relay.core.health import ADMIN_STATES
 from relay.exposition import pieces
 from relay.metrics_authority import AuthorityMetrics
+from relay.net.authority import AuthorityWatch
 from relay.net.backends import Backend
 from relay.net.counts import (
     CONNECT_BUCKETS,
@@ -171,7 +172,7 @@ class Metrics:
             self.max_connections.labels(name).set(listener.config.max_connections)
             self._add_all(self.hedges, (name,), group.hedge_outcomes.items(), HEDGE_OUTCOMES)
             self._add_histogram(self.session_seconds, (name,), listener.durations)
-            if group.authority is not None:  # issue 15
+            if isinstance(group.authority, AuthorityWatch):  # issue 15
                 self.authorities.flush(self._add, name, group.authority)
             for i, backend in enumerate(list(group.backends)):
                 if i % FLUSH_STEP == FLUSH_STEP - 1:

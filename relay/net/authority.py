@@ -19,12 +19,12 @@ from relay.config.model import Address, AuthorityConfig, BackendConfig
 from relay.core.authority import Authority, Change, Report, RoleReport, vote
 from relay.core.candidates import next_attempt
 from relay.logs import log
+from relay.net.backends import Backend, BackendGroup, GroupAuthority
 from relay.net.exchange import Exchange
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.sentinel import RoleProbe, SentinelSource
 
 if TYPE_CHECKING:
-    from relay.net.backends import Backend, BackendGroup
     from relay.net.timers import Timer
 
 MAX_AGE_INTERVALS = 3  # a source silent for this many intervals no longer votes
@@ -163,7 +163,6 @@ class AuthorityWatch:
         def answered(outcome: SockAddr | ResolveError) -> None:
             if self.stopped or address in self.by_key or isinstance(outcome, ResolveError):
                 return
-            from relay.net.backends import Backend  # (backends imports this module)
             backend = Backend(config, outcome, self.group.config)
             self.discovered[address] = backend
             self._index_backends()
@@ -219,6 +218,12 @@ class AuthorityWatch:
             r = self.reports.get(name)
             up[name] = int(r is not None and r.reachable and now - r.at <= max_age)
         return dict(up)
+
+
+def follow_authority(group: BackendGroup, previous: GroupAuthority | None) -> AuthorityWatch:
+    """The group's authority (BackendGroup.follow_authority): a reload's new watch takes the
+    previous one's generation and what it discovered."""
+    return AuthorityWatch(group, previous if isinstance(previous, AuthorityWatch) else None)
 
 
 class HttpRoleSource:

@@ -48,7 +48,6 @@ from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
 
 if TYPE_CHECKING:
-    from relay.net.authority import AuthorityWatch
     from relay.net.reactor import Reactor
     from relay.net.resolver import Resolver
     from relay.net.timers import Timer
@@ -157,6 +156,25 @@ class Backend:
                            health.admin == "ready")
 
 
+class GroupAuthority(Protocol):
+    """What a group asks of the authority that names who may serve (issue 15;
+    relay.net.authority.AuthorityWatch is one): it runs between start and stop, picks each
+    connect attempt's backend, and shows itself on the status page."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def choose(self, group: BackendGroup, tried: list[Backend],
+               untried_only: bool) -> Backend | None: ...
+
+    def status(self) -> dict[str, object]: ...
+
+
+# (group, the authority it followed before a reload or None) -> the authority it follows now
+AuthorityFactory = Callable[["BackendGroup", GroupAuthority | None], GroupAuthority]
+
+
 class BackendGroup:
     """A listener's backends, and the group that decides their health: it runs the checks,
     judges passive reports, counts and logs each transition once, and tells `publish`
@@ -184,7 +202,10 @@ class BackendGroup:
         self.drain = DrainSchedule(config.drain_backup_after)  # relay/core/tiers.py decides
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
-        self.authority: AuthorityWatch | None = None  # issue 15: [listener.authority]
+        self.authority: GroupAuthority | None = None  # issue 15: [listener.authority]
+        # ... made by this factory, given by whoever builds the group (relay.net.server, with
+        # relay.net.authority.AuthorityWatch): an authority drives its group, not the reverse
+        self.follow_authority: AuthorityFactory | None = None
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -223,8 +244,11 @@ class BackendGroup:
     def start_checks(self) -> None:
         """First checks spread over one interval so many backends do not fire together."""
         if self.config.authority is not None:  # issue 15
-            from relay.net.authority import AuthorityWatch
-            self.authority = AuthorityWatch(self, self.authority)  # keeps generation on reload
+            if self.follow_authority is None:
+                raise RuntimeError(f"listener {self.listener_name}: an authority is configured "
+                                   "and the group was given no way to follow one")
+            # the previous one (a reload) passes on its generation
+            self.authority = self.follow_authority(self, self.authority)
             self.authority.start()
         if self.config.health.kind == "none":
             return

@@ -10,7 +10,7 @@ whose outcome still feeds passive health. Every outcome goes to the backend grou
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from relay.core.dial import Connect, DialPlan, Step, Wait
 from relay.net.backends import Backend, BackendGroup
@@ -18,20 +18,31 @@ from relay.net.connect import PendingConnect, start_connect
 from relay.net.session import End, Session
 
 if TYPE_CHECKING:
+    from relay.net.reactor import Reactor
     from relay.net.timers import Timer
 
 _STARTED = (0, errno.EINPROGRESS)
 
 
+class DialHost(Protocol):
+    """What a dial needs of the listener whose client it connects (relay.net.listener.Listener
+    is one): its loop, its backend group, and where a shortage of sockets is reported."""
+
+    reactor: Reactor
+    group: BackendGroup
+
+    def out_of_fds(self, exc: OSError) -> None: ...
+
+
 class Dial:
     """Connect attempts for one session, until one connects or the plan gives up."""
 
-    __slots__ = ("group", "hedge", "hedge_failed", "hedge_timer", "plan", "primary", "reactor",
-                 "session", "wait_timer")
+    __slots__ = ("group", "hedge", "hedge_failed", "hedge_timer", "listener", "plan", "primary",
+                 "reactor", "session", "wait_timer")
 
-    def __init__(self, session: Session) -> None:
-        listener = session.listener
+    def __init__(self, listener: DialHost, session: Session) -> None:
         config = session.config  # the session's: a reload changes only new sessions'
+        self.listener = listener
         group = self.group = listener.group
         self.reactor = listener.reactor
         self.session: Session | None = session
@@ -75,7 +86,7 @@ class Dial:
         try:
             sock, err = start_connect(backend.target)
         except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
-            session.listener.out_of_fds(exc)
+            self.listener.out_of_fds(exc)
             session.close("local_error")
             return
         if err not in _STARTED:

@@ -186,7 +186,7 @@ class Listener:
         self.server.sessions.add(session)
         if log.debug_enabled:
             log.debug("session_open", listener=self.name, client=peer)
-        Dial(session).start()
+        Dial(self, session).start()
 
     def _admitted(self, client: _socket.socket, source: tuple[str, int],
                   destination: tuple[str, int] | None) -> Origin | None:

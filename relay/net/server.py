@@ -21,6 +21,7 @@ from relay.errors import ConfigError, ConfigProblem, UnknownName
 from relay.logs import log
 from relay.metrics import Metrics
 from relay.net.admin import AdminServer
+from relay.net.authority import follow_authority
 from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.buffers import BufferPool
 from relay.net.idle import IdleSlots
@@ -111,6 +112,7 @@ class RelayServer:
                                 [Backend(bc, target, lc) for bc, target in backends],
                                 self.rng, resolver=self.resolver)
         group.note = self.note
+        group.follow_authority = follow_authority  # issue 15: [listener.authority]
         return Listener(self, lc, address, group)
 
     def open(self) -> None:

@@ -15,7 +15,7 @@ import errno
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import SESSION_MASK as _MASK
@@ -23,9 +23,13 @@ from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
 if TYPE_CHECKING:
-    from relay.net.backends import Backend
-    from relay.net.dialer import Dial
-    from relay.net.listener import Listener
+    from relay.config.model import ListenerConfig
+    from relay.net.backends import Backend, BackendGroup
+    from relay.net.buffers import BufferPool
+    from relay.net.idle import IdleSlots
+    from relay.net.reactor import Reactor
+    from relay.net.splice import PipePool
+
 _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
@@ -42,6 +46,30 @@ SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
 CONNECTING, RELAYING, CLOSED = 0, 1, 2
 
 splice = getattr(os, "splice", None)
+
+
+class SessionHost(Protocol):
+    """What a session needs of the listener that accepted its client
+    (relay.net.listener.Listener is one): its loop, its settings, its backend group, the pipes
+    and buffers its directions borrow, the idle slots, and where the session reports its close.
+    Written here so that this module depends on neither the listener nor the dialer."""
+
+    reactor: Reactor
+    config: ListenerConfig
+    group: BackendGroup
+    pipes: PipePool
+    buffers: BufferPool
+    idle: IdleSlots
+    use_splice: bool
+
+    def session_closed(self, session: Session, was_relaying: bool) -> None: ...
+
+
+class Connecting(Protocol):
+    """The dial that is connecting a session (relay.net.dialer.Dial is one): a session that
+    closes first cancels it."""
+
+    def cancel(self, reset: bool) -> None: ...
 
 
 class End:
@@ -69,13 +97,13 @@ class End:
 class Direction:
     """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
 
-    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "other", "pending", "pipe",
-                 "pools", "shut", "src", "start", "use_splice")
+    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "listener", "other", "pending",
+                 "pipe", "shut", "src", "start", "use_splice")
 
-    def __init__(self, src: End, dst: End, pools: Listener, use_splice: bool) -> None:
+    def __init__(self, src: End, dst: End, listener: SessionHost, use_splice: bool) -> None:
         self.src = src
         self.dst = dst
-        self.pools = pools
+        self.listener = listener  # whose pipes and buffers this direction borrows
         self.use_splice = use_splice and splice is not None
         self.bulk = False  # splice only while a flow is bulk: small messages cost less copied
         self.other: Direction | None = None  # the opposite direction of the same session
@@ -121,7 +149,7 @@ class Direction:
                     self.full = False
                     progressed = True
                     if not self.pending:
-                        self.pools.pipes.release(pipe)
+                        self.listener.pipes.release(pipe)
                         self.pipe = pipe = None
                         if not self.bulk:
                             return MORE  # the flow went quiet: the copy path takes it
@@ -130,7 +158,7 @@ class Direction:
                     self.full = True  # a zero-length splice would read as EOF
                     continue
                 if pipe is None:
-                    pipe = self.pipe = self.pools.pipes.acquire()
+                    pipe = self.pipe = self.listener.pipes.acquire()
                     if pipe is None:  # no pipe to be had: this chunk goes through a buffer
                         return self._pump_copy()
                 try:
@@ -142,12 +170,12 @@ class Direction:
                         self.full = True
                     else:
                         src.readable = False
-                        self.pools.pipes.release(pipe)
+                        self.listener.pipes.release(pipe)
                         self.pipe = None
                 except OSError as exc:
                     if exc.errno in _SPLICE_UNSUPPORTED and not self.pending:
                         self.use_splice = False  # e.g. a socket type splice cannot read
-                        self.pools.pipes.release(pipe)
+                        self.listener.pipes.release(pipe)
                         self.pipe = None
                         return self._pump_copy()
                     return SRC_RESET
@@ -160,7 +188,7 @@ class Direction:
                     else:
                         self.eof = True
                         if not self.pending:
-                            self.pools.pipes.release(pipe)
+                            self.listener.pipes.release(pipe)
                             self.pipe = None
             if self.eof and not self.pending:
                 return self._finish()
@@ -189,14 +217,14 @@ class Direction:
                     continue  # the next send takes more, or says EAGAIN
                 self.start = self.end = 0
                 self.buf = None
-                self.pools.buffers.release(buf)
+                self.listener.buffers.release(buf)
                 if self.bulk:
                     return MORE  # bulk now: back to the splice path
             if self.eof:
                 return self._finish()
             if not src.readable:
                 return IDLE
-            buffers = self.pools.buffers
+            buffers = self.listener.buffers
             scratch = buffers.scratch
             try:
                 n = src.sock.recv_into(scratch)
@@ -246,13 +274,13 @@ class Direction:
         """Give back pipe and buffer; a pipe that still holds bytes is closed, not reused."""
         if self.pipe is not None:
             if self.pending:
-                self.pools.pipes.discard(self.pipe)
+                self.listener.pipes.discard(self.pipe)
             else:
-                self.pools.pipes.release(self.pipe)
+                self.listener.pipes.release(self.pipe)
             self.pipe = None
             self.pending = 0
         if self.buf is not None:
-            self.pools.buffers.release(self.buf)
+            self.listener.buffers.release(self.buf)
             self.buf = None
             self.start = self.end = 0
 
@@ -279,7 +307,7 @@ class Session:
                  "down", "hedged", "idle_slot", "last_active", "listener", "opened", "origin",
                  "reactor", "scheduled", "server_end", "state", "up")
 
-    def __init__(self, listener: Listener, client: _socket.socket, client_addr: str,
+    def __init__(self, listener: SessionHost, client: _socket.socket, client_addr: str,
                  origin: Origin | None = None) -> None:
         self.listener = listener
         self.origin = origin
@@ -289,7 +317,7 @@ class Session:
         self.client_addr = client_addr
         self.server_end: End | None = None
         self.backend: Backend | None = None  # the one connected, or the last one tried
-        self.dial: Dial | None = None  # while connecting
+        self.dial: Connecting | None = None  # while connecting
         self.hedged = False  # its dial raced a second connect (the access log says so)
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend

@@ -46,10 +46,10 @@ class FakeReactor:
 
 
 class FakeSession:
-    """What a dial needs of its session; records what the dial did to it."""
+    """What a dial needs of its session and its listener (the fake is both); records what the
+    dial did to it."""
 
     def __init__(self, group: BackendGroup, reactor: FakeReactor, config: Any) -> None:
-        self.listener = self
         self.group = group
         self.reactor = reactor
         self.config = config
@@ -95,7 +95,7 @@ def race(monkeypatch):
 
     monkeypatch.setattr(dialer, "start_connect", start_connect)
     session = FakeSession(group, reactor, lc)
-    dial = dialer.Dial(session)  # type: ignore[arg-type]
+    dial = dialer.Dial(session, session)  # type: ignore[arg-type]
     dial.start()
     reactor.advance(0.021)  # the hedge fires at 20 ms
     assert dial.primary is not None and dial.hedge is not None and session.hedged
