@@ -43,6 +43,7 @@ from relay.net.counts import (
     new_counts,
 )
 from relay.net.counts import B as FIELDS
+from relay.net.discovery import expand as expand_discovered
 from relay.net.messages import BackendHealth, Health
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
@@ -185,6 +186,7 @@ class BackendGroup:
         self._tier_timer: Timer | None = None
         self._drain_timer: Timer | None = None
         self.authority: AuthorityWatch | None = None  # issue 15: [listener.authority]
+        self.discoveries = expand_discovered(self)  # issue 15: discover = "dns"
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -209,6 +211,7 @@ class BackendGroup:
         self.config = config
         self.backends = new
         self.by_name = {b.name: b for b in new}
+        self.discoveries = expand_discovered(self, self.discoveries)  # issue 15
         self.tiers.failback = config.failback
         self.tiers.failback_delay = config.failback_delay
         r = config.retry
@@ -226,6 +229,8 @@ class BackendGroup:
             from relay.net.authority import AuthorityWatch
             self.authority = AuthorityWatch(self, self.authority)  # keeps generation on reload
             self.authority.start()
+        for discovery in self.discoveries.values():  # issue 15: discover = "dns"
+            discovery.start()
         if self.config.health.kind == "none":
             return
         n = len(self.backends)
@@ -241,6 +246,8 @@ class BackendGroup:
     def stop_checks(self) -> None:
         if self.authority is not None:  # issue 15
             self.authority.stop()
+        for discovery in self.discoveries.values():
+            discovery.stop()
         for backend in self.backends:
             if backend.checker is not None:
                 backend.checker.stop()
