@@ -29,6 +29,7 @@ from relay.config.model import (
     BackendConfig,
     Balance,
     Config,
+    Discover,
     Failback,
     HealthConfig,
     HealthKind,
@@ -93,7 +94,7 @@ _HEALTH_KEYS = (
     "initial",
     "send_proxy",
 )
-_BACKEND_KEYS = ("name", "address", "tier", "weight", "role_url")
+_BACKEND_KEYS = ("name", "address", "tier", "weight", "role_url", "discover", "resolve_interval")
 
 _BALANCES: tuple[Balance, ...] = get_args(Balance)
 _HEALTH_KINDS: tuple[HealthKind, ...] = get_args(HealthKind)
@@ -104,6 +105,7 @@ _ACCEPT_PROXY: tuple[AcceptProxy, ...] = get_args(AcceptProxy)
 _SPLICE_MODES: tuple[SpliceMode, ...] = get_args(SpliceMode)
 _LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 _LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+_DISCOVER: tuple[Discover, ...] = get_args(Discover)
 
 
 def load_config(path: str) -> Config:
@@ -154,6 +156,10 @@ def _read_config(checker: Problems, data: dict[str, Any], source: str) -> Config
     listeners = _read_listeners(top, admin_table, admin)
     if listeners and runtime.workers != 1 and any(lc.authority for lc in listeners):  # issue 15
         top.add("runtime.workers", "must be 1 with a [listener.authority] (for now)")
+    if listeners and runtime.workers != 1 and any(  # issue 15: only one process resolves
+            bc.discover == "dns" for lc in listeners for bc in lc.backends):
+        top.add("runtime.workers", 'must be 1 with a backend that has discover = "dns" '
+                "(workers cannot learn discovered backends yet)")
     if not admin_table.ok("listen") or listeners is None:
         return None
     return Config(listeners=tuple(listeners), admin=admin, runtime=runtime, source=source)
@@ -321,6 +327,10 @@ def _read_backends(listener: Table,
             read.append((t, backend))
     if authority is not None or not listener.has("authority"):
         check_backends(authority, read)  # issue 15: role_url <-> kind = "http"
+    if listener.has("authority"):  # issue 15: the authority names the backends, not DNS
+        for t, backend in read:
+            if backend.discover == "dns":
+                t.add("discover", 'cannot be "dns" in a listener with a [listener.authority]')
     return backends if len(backends) == len(tables) else None
 
 
@@ -331,9 +341,25 @@ def _read_backend(t: Table) -> BackendConfig | None:
     tier = t.get("tier", to.integer(0), d.tier)
     weight = t.get("weight", to.integer(1), d.weight)
     role_url = t.get("role_url", authority_role_url, None)
+    discover = t.get("discover", to.choice(_DISCOVER), d.discover)
+    resolve_interval = t.get("resolve_interval", to.duration(positive=True), d.resolve_interval)
+    if t.ok("discover"):
+        if t.has("resolve_interval") and discover != "dns":
+            t.add("resolve_interval", 'only used when discover = "dns"')
+        if discover == "dns" and address is not None and is_ip_literal(address.host):
+            t.add("discover", f'"dns" needs a host name, got the IP address {address.host!r}')
     if name is None or address is None:
         return None
-    return BackendConfig(name=name, address=address, tier=tier, weight=weight, role_url=role_url)
+    return BackendConfig(name=name, address=address, tier=tier, weight=weight, role_url=role_url,
+                         discover=discover, resolve_interval=resolve_interval)
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_unique_name(t: Table, first_with_name: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 InitialState = Literal["up", "down"]
 AuthorityKind = Literal["redis_sentinel", "http"]  # issue 15: [listener.authority]
 ReplicaUse = Literal["backup", "exclude"]
+Discover = Literal["off", "dns"]  # issue 15: a backend per A/AAAA record of its name
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class BackendConfig:
     tier: int = 0
     weight: int = 1
     role_url: str | None = None  # [listener.authority] kind = "http": 200 = the primary
+    discover: Discover = "off"  # "dns": stands for every A/AAAA record of its name
+    resolve_interval: float = 30.0  # with discover = "dns": how often the name is looked up
 
 
 @dataclass(frozen=True)

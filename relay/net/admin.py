@@ -252,7 +252,9 @@ class AdminServer:
                 conn: AdminConnection) -> Response | None:
         """The answer, or None when it comes later through conn.deliver (/metrics)."""
         path = unquote(target.split("?", 1)[0])
-        parts = [p for p in path.split("/") if p]
+        # each segment unquoted on its own: a backend discovered by DNS is named
+        # "<name>/<address>", which a URL carries as <name>%2F<address>
+        parts = [unquote(p) for p in target.split("?", 1)[0].split("/") if p]
         get_routes: dict[str, Callable[[], Response]] = {
             "/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status,
             "/history": self._history,

@@ -43,6 +43,7 @@ from relay.net.counts import (
     new_counts,
 )
 from relay.net.counts import B as FIELDS
+from relay.net.discovery import expand as expand_discovered
 from relay.net.messages import BackendHealth, Health
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
@@ -206,6 +207,7 @@ class BackendGroup:
         # ... made by this factory, given by whoever builds the group (relay.net.server, with
         # relay.net.authority.AuthorityWatch): an authority drives its group, not the reverse
         self.follow_authority: AuthorityFactory | None = None
+        self.discoveries = expand_discovered(self)  # issue 15: discover = "dns"
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -230,6 +232,7 @@ class BackendGroup:
         self.config = config
         self.backends = new
         self.by_name = {b.name: b for b in new}
+        self.discoveries = expand_discovered(self, self.discoveries)  # issue 15
         self.tiers.failback = config.failback
         self.tiers.failback_delay = config.failback_delay
         r = config.retry
@@ -250,6 +253,8 @@ class BackendGroup:
             # the previous one (a reload) passes on its generation
             self.authority = self.follow_authority(self, self.authority)
             self.authority.start()
+        for discovery in self.discoveries.values():  # issue 15: discover = "dns"
+            discovery.start()
         if self.config.health.kind == "none":
             return
         n = len(self.backends)
@@ -265,6 +270,8 @@ class BackendGroup:
     def stop_checks(self) -> None:
         if self.authority is not None:  # issue 15
             self.authority.stop()
+        for discovery in self.discoveries.values():
+            discovery.stop()
         for backend in self.backends:
             if backend.checker is not None:
                 backend.checker.stop()

@@ -48,3 +48,14 @@ def resolve(address: Address, *, passive: bool = False) -> SockAddr:
     infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
     family, _, _, _, sockaddr = infos[0]
     return SockAddr(int(family), sockaddr)  # type: ignore[arg-type]
+
+
+def resolve_every(address: Address) -> tuple[SockAddr, ...]:
+    """Every stream address of host:port (DNS discovery), each once, in a stable order."""
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, 0, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolveError(f"cannot resolve {address.host!r}: {exc}") from None
+    found = {SockAddr(int(family), sockaddr): None  # type: ignore[arg-type]
+             for family, _, _, _, sockaddr in infos}
+    return tuple(sorted(found, key=lambda a: (a.family != socket.AF_INET, a.text)))

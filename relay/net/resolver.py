@@ -17,7 +17,7 @@ import ipaddress
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from relay.config.model import Address
 from relay.net import resolve as resolve_module
@@ -32,6 +32,8 @@ THREADS = 4  # lookups at once per process
 Key = tuple[Address, bool]  # (address, passive)
 Outcome = SockAddr | ResolveError
 Lookup = Callable[[Address, bool], SockAddr]
+T = TypeVar("T")
+Every = tuple[SockAddr, ...]  # every stream address of a name (DNS discovery)
 
 
 def is_literal(host: str) -> bool:
@@ -48,7 +50,11 @@ def _system_lookup(address: Address, passive: bool) -> SockAddr:
     return resolve_module.resolve(address, passive=passive)
 
 
-def _outcome(lookup: Lookup, key: Key) -> Outcome:
+def _system_lookup_every(address: Address, passive: bool) -> Every:
+    return resolve_module.resolve_every(address)
+
+
+def _outcome(lookup: Callable[[Address, bool], T], key: Key) -> T | ResolveError:
     address, passive = key
     try:
         return lookup(address, passive)
@@ -58,19 +64,20 @@ def _outcome(lookup: Lookup, key: Key) -> Outcome:
         return ResolveError(f"cannot resolve {address.host!r}: {exc}")
 
 
-class LookupPool:
+class LookupPool(Generic[T]):
     """Runs lookups on at most `threads` daemon threads, one in flight per key; each
     asker's callback gets the outcome, in the thread that did the lookup."""
 
-    def __init__(self, threads: int = THREADS, lookup: Lookup = _system_lookup) -> None:
+    def __init__(self, threads: int = THREADS,
+                 lookup: Callable[[Address, bool], T] = _system_lookup) -> None:  # type: ignore[assignment]
         self.max_threads = threads
         self.lookup = lookup
         self._lock = threading.Lock()
         self._queue: deque[Key] = deque()
-        self._askers: dict[Key, list[Callable[[Outcome], None]]] = {}  # queued or running
+        self._askers: dict[Key, list[Callable[[T | ResolveError], None]]] = {}  # queued/running
         self.running = 0  # threads alive
 
-    def submit(self, key: Key, callback: Callable[[Outcome], None]) -> None:
+    def submit(self, key: Key, callback: Callable[[T | ResolveError], None]) -> None:
         with self._lock:
             askers = self._askers.get(key)
             if askers is not None:  # already queued or in flight: wait for the same answer
@@ -108,24 +115,35 @@ class Resolver:
     once (done runs before lookup() returns)."""
 
     def __init__(self, reactor: Reactor, timeout: float = RESOLVE_TIMEOUT,
-                 pool: LookupPool | None = None) -> None:
+                 pool: LookupPool[SockAddr] | None = None,
+                 every_pool: LookupPool[Every] | None = None) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self.pool = pool or LookupPool()
+        # DNS discovery's lookups (every record) have threads of their own: a dead
+        # nameserver stalling them cannot hold up the lookups of failed backends
+        self.every_pool = every_pool or LookupPool(threads=2, lookup=_system_lookup_every)
         self._lock = threading.Lock()  # closed vs. a thread handing over an answer
         self.closed = False
 
     def lookup(self, address: Address, done: Callable[[Outcome], None],
                passive: bool = False) -> None:
-        key = (address, passive)
+        self._ask(self.pool, (address, passive), done)
+
+    def lookup_every(self, address: Address, done: Callable[[Every | ResolveError], None]) -> None:
+        """Every stream address of the name (DNS discovery), off the loop, bounded in time."""
+        self._ask(self.every_pool, (address, False), done)
+
+    def _ask(self, pool: LookupPool[T], key: Key, done: Callable[[T | ResolveError], None]) -> None:
+        address = key[0]
         if is_literal(address.host):
-            done(_outcome(self.pool.lookup, key))
+            done(_outcome(pool.lookup, key))
             return
         self.reactor.enable_threadsafe()
         finished = False
         timeout = self.timeout
 
-        def answer(outcome: Outcome) -> None:  # in the loop
+        def answer(outcome: T | ResolveError) -> None:  # in the loop
             nonlocal finished
             if finished or self.closed:
                 return
@@ -137,13 +155,13 @@ class Resolver:
             answer(ResolveError(f"cannot resolve {address.host!r}: "
                                 f"no answer within {timeout:g}s"))
 
-        def hand_over(outcome: Outcome) -> None:  # in a pool thread
+        def hand_over(outcome: T | ResolveError) -> None:  # in a pool thread
             with self._lock:
                 if not self.closed:
                     self.reactor.call_threadsafe(lambda: answer(outcome))
 
         timer = self.reactor.call_later(timeout, expire)
-        self.pool.submit(key, hand_over)
+        pool.submit(key, hand_over)
 
     def lookup_all(self, keys: Iterable[Key],
                    done: Callable[[dict[Key, Outcome]], None]) -> None:
@@ -168,7 +186,7 @@ class Resolver:
 
 
 def resolve_now(keys: Iterable[Key], timeout: float = RESOLVE_TIMEOUT,
-                pool: LookupPool | None = None) -> dict[Key, Outcome]:
+                pool: LookupPool[SockAddr] | None = None) -> dict[Key, Outcome]:
     """Blocking, for start-up: every key looked up in parallel; waits at most `timeout`."""
     pool = pool or LookupPool(threads=16)
     wanted = list(dict.fromkeys(keys))
