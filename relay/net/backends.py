@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.config.model import BackendConfig, ListenerConfig
 from relay.core.backoff import Backoff
@@ -43,7 +43,6 @@ from relay.net.counts import (
     new_counts,
 )
 from relay.net.counts import B as FIELDS
-from relay.net.discovery import expand as expand_discovered
 from relay.net.messages import BackendHealth, Health
 from relay.net.resolve import ResolveError, SockAddr
 from relay.net.resolver import is_literal
@@ -176,13 +175,29 @@ class GroupAuthority(Protocol):
 AuthorityFactory = Callable[["BackendGroup", GroupAuthority | None], GroupAuthority]
 
 
+class Discovery(Protocol):
+    """A name that stands for several backends (discover = "dns"; relay.net.discovery's
+    DnsDiscovery): it looks the name up between start and stop and changes the group."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# Replaces a group's discover = "dns" backends by those their names stand for (given the
+# previous discoveries on a reload): relay.net.discovery.expand, given by whoever builds the
+# group, as the authority's factory is
+DiscoveryFactory = Callable[["BackendGroup", dict[str, Any] | None], dict[str, Any]]
+
+
 class BackendGroup:
     """A listener's backends, and the group that decides their health: it runs the checks,
     judges passive reports, counts and logs each transition once, and tells `publish`
     (a supervisor's workers mirror it). FollowerGroup is a worker's mirror of one."""
 
     def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
-                 rng: random.Random, resolver: Resolver | None = None) -> None:
+                 rng: random.Random, resolver: Resolver | None = None,
+                 discover: DiscoveryFactory | None = None) -> None:
         self.reactor = reactor
         self.resolver = resolver
         self.publish: Callable[[BackendGroup, Backend | None], None] | None = None
@@ -207,7 +222,8 @@ class BackendGroup:
         # ... made by this factory, given by whoever builds the group (relay.net.server, with
         # relay.net.authority.AuthorityWatch): an authority drives its group, not the reverse
         self.follow_authority: AuthorityFactory | None = None
-        self.discoveries = expand_discovered(self)  # issue 15: discover = "dns"
+        self._discover = discover  # issue 15: discover = "dns"
+        self.discoveries: dict[str, Discovery] = discover(self, None) if discover else {}
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -232,7 +248,8 @@ class BackendGroup:
         self.config = config
         self.backends = new
         self.by_name = {b.name: b for b in new}
-        self.discoveries = expand_discovered(self, self.discoveries)  # issue 15
+        self.discoveries = (self._discover(self, self.discoveries)  # issue 15
+                            if self._discover else {})
         self.tiers.failback = config.failback
         self.tiers.failback_delay = config.failback_delay
         r = config.retry
@@ -623,8 +640,9 @@ class FollowerGroup(BackendGroup):
     re-resolves a name (the deciding group's answer comes with its decisions)."""
 
     def __init__(self, reactor: Reactor, config: ListenerConfig, backends: list[Backend],
-                 rng: random.Random, resolver: Resolver | None = None) -> None:
-        super().__init__(reactor, config, backends, rng, resolver)
+                 rng: random.Random, resolver: Resolver | None = None,
+                 discover: DiscoveryFactory | None = None) -> None:
+        super().__init__(reactor, config, backends, rng, resolver, discover)
         self.report: Callable[[BackendGroup, Backend, str], None] | None = None
         self.report_check: Callable[[BackendGroup, Backend], None] | None = None
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from relay.config.model import Address, BackendConfig
 from relay.core.discovery import LookupLog, diff, discovered_name
 from relay.logs import log
+from relay.net.backends import Backend, BackendGroup
 from relay.net.resolve import ResolveError, SockAddr
 
 if TYPE_CHECKING:
-    from relay.net.backends import Backend, BackendGroup
     from relay.net.timers import Timer
 
 
@@ -131,7 +131,6 @@ def expand(group: BackendGroup,
                 member.reconfigure(member_config(template, member.target), member.target,
                                    group.config)
         else:
-            from relay.net.backends import Backend
             seed = Backend(member_config(template, backend.target), backend.target, group.config,
                            backend.health)
             members = {backend.target.text: seed}

@@ -24,6 +24,7 @@ from relay.net.admin import AdminServer
 from relay.net.authority import follow_authority
 from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.buffers import BufferPool
+from relay.net.discovery import expand as expand_discovered
 from relay.net.idle import IdleSlots
 from relay.net.listener import Listener
 from relay.net.reactor import Clock, Reactor
@@ -110,7 +111,7 @@ class RelayServer:
                       backends: list[tuple[BackendConfig, SockAddr]]) -> Listener:
         group = self.group_type(self.reactor, lc,
                                 [Backend(bc, target, lc) for bc, target in backends],
-                                self.rng, resolver=self.resolver)
+                                self.rng, resolver=self.resolver, discover=expand_discovered)
         group.note = self.note
         group.follow_authority = follow_authority  # issue 15: [listener.authority]
         return Listener(self, lc, address, group)
