@@ -29,17 +29,18 @@ def test_hadolint_is_clean_on_the_dockerfile():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _rendered_manifests() -> list[dict]:
-    result = run(require_tool("kubectl"), "kustomize", str(DEPLOY / "kubernetes"))
+def _rendered_manifests(directory: str = "kubernetes") -> list[dict]:
+    result = run(require_tool("kubectl"), "kustomize", str(DEPLOY / directory))
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def test_kustomize_renders_manifests_that_validate_strictly(tmp_path):
-    docs = _rendered_manifests()
+@pytest.mark.parametrize("directory, secrets", [("kubernetes", 1), ("kubernetes-sentinel", 2)])
+def test_kustomize_renders_manifests_that_validate_strictly(tmp_path, directory, secrets):
+    docs = _rendered_manifests(directory)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret",
-                     "Service", "ServiceMonitor"]
+    assert kinds == sorted(["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                            *["Secret"] * secrets, "Service", "ServiceMonitor"])
     core = [d for d in docs if d["kind"] != "ServiceMonitor"]  # a CRD: no offline schema
     path = tmp_path / "rendered.yaml"
     path.write_text(yaml.safe_dump_all(core))
@@ -111,6 +112,41 @@ def test_admin_actions_need_the_token_secret_and_only_prometheus_reaches_the_adm
     assert {"redis", "admin"} <= named_ports
 
 
+def test_sentinel_overlay_follows_sentinel_with_the_password_secret_mounted():
+    """deploy/kubernetes-sentinel: the base with relay.toml following Redis Sentinel,
+    checked by relay's own config loader, its password_file mounted from a Secret."""
+    docs = _rendered_manifests("kubernetes-sentinel")
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    text = configmap["data"]["relay.toml"]
+    config = parse_config(text, "deploy/kubernetes-sentinel/relay.toml")
+    assert text == (DEPLOY / "kubernetes-sentinel/relay.toml").read_text()  # replaced, not merged
+    (listener,) = config.listeners
+    authority = listener.authority
+    assert authority is not None and authority.kind == "redis_sentinel"
+    assert len(authority.sentinels) == 3 and listener.backends == ()
+    assert all(not a.host.replace(".", "").isdigit() for a in authority.sentinels)  # DNS names
+    assert authority.replicas == "exclude"
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
+    assert authority.password_file is not None
+    password_file = Path(authority.password_file)
+    (mount,) = [m for m in container["volumeMounts"]
+                if Path(m["mountPath"]) == password_file.parent]
+    assert mount["readOnly"] is True and {"config", "admin-token"} < volumes.keys()
+    secret_name = volumes[mount["name"]]["secret"]["secretName"]
+    (secret,) = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == secret_name]
+    assert password_file.name in secret["data"]
+    assert volumes[mount["name"]]["secret"]["defaultMode"] & 0o004 == 0
+    # the base's safety holds in the overlay too
+    base = {d["kind"]: d for d in _rendered_manifests()}
+    assert base["Deployment"]["spec"]["template"]["spec"]["securityContext"] == pod["securityContext"]
+    assert container["securityContext"] == \
+        base["Deployment"]["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+
+
 def test_prometheus_config_rules_and_rule_tests():
     promtool = require_tool("promtool")
     prom = DEPLOY / "prometheus"
@@ -174,6 +210,7 @@ def test_compose_file_is_accepted_by_docker_compose():
 
 
 @pytest.mark.parametrize("path", ["conf/relay.toml", "conf/container.toml",
-                                  "deploy/kubernetes/relay.toml", "deploy/compose/relay.toml"])
+                                  "deploy/kubernetes/relay.toml", "deploy/compose/relay.toml",
+                                  "deploy/kubernetes-sentinel/relay.toml"])
 def test_shipped_configs_parse(path):
     parse_config((REPO / path).read_text(), path)
