@@ -30,15 +30,15 @@ def command(*args: str) -> bytes:
     return b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args])
 
 
-def ask(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+def ask(port: int, *args: str, timeout: float = 2.0, host: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((host, port), timeout=timeout) as conn:
         conn.sendall(command(*args))
         return conn.recv(65536)
 
 
-def incr_and_port(port: int) -> int:
+def incr_and_port(port: int, host: str = "127.0.0.1") -> int:
     """INCR through `port`, and which redis answered (CONFIG GET port on the same session)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as conn:
+    with socket.create_connection((host, port), timeout=2.0) as conn:
         conn.sendall(command("INCR", "counter") + command("CONFIG", "GET", "port"))
         data = b""
         while data.count(b"\r\n") < 6:
@@ -54,10 +54,13 @@ def incr_and_port(port: int) -> int:
 
 @dataclass
 class Loop:
-    """INCR through one relay, one session per INCR; (start, end, answering port or None)."""
+    """INCR through one relay, one session per INCR; (start, end, answering port or None);
+    `errors`: (start, exception class name) of each session that failed."""
 
     port: int
+    host: str = "127.0.0.1"
     results: list[tuple[float, float, int | None]] = field(default_factory=list)
+    errors: list[tuple[float, str]] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -65,17 +68,24 @@ class Loop:
         while not self.stopping.is_set() and time.monotonic() < deadline:
             start = time.monotonic()
             try:
-                answered: int | None = incr_and_port(self.port)
-            except OSError:
+                answered: int | None = incr_and_port(self.port, self.host)
+            except OSError as exc:
                 answered = None
+                self.errors.append((start, type(exc).__name__))
                 time.sleep(0.01)
             self.results.append((start, time.monotonic(), answered))
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path) -> None:
+    """`host`: where the Redis nodes listen; `sentinel_hosts`: where each sentinel does
+    (announced as such to the others), by default all on `host`."""
+
+    def __init__(self, tmp_path: Path, host: str = "127.0.0.1",
+                 sentinel_hosts: tuple[str, str, str] | None = None) -> None:
         self.bin = require_tool("redis-server")
         self.tmp = tmp_path
+        self.host = host
+        self.sentinel_hosts = sentinel_hosts or (host, host, host)
         self.ports = [free_port() for _ in range(3)]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.servers: list[RedisServer] = []
@@ -84,15 +94,17 @@ class Cluster:
     def start(self) -> Cluster:
         primary = self.ports[0]
         for i, port in enumerate(self.ports):
-            extra = () if i == 0 else ("--replicaof", "127.0.0.1", str(primary))
+            extra = () if i == 0 else ("--replicaof", self.host, str(primary))
             work = self.tmp / f"r{port}"
             work.mkdir()
-            self.servers.append(RedisServer(self.bin, port, str(work), extra=extra).start())
-        for port in self.sentinel_ports:
+            self.servers.append(RedisServer(self.bin, port, str(work), host=self.host,
+                                            extra=extra).start())
+        for host, port in zip(self.sentinel_hosts, self.sentinel_ports, strict=True):
             conf = self.tmp / f"sentinel{port}.conf"
             conf.write_text(
-                f"port {port}\nbind 127.0.0.1\nprotected-mode no\n"
-                f"sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n"
+                f"port {port}\nbind {host}\nprotected-mode no\n"
+                f"sentinel announce-ip {host}\n"
+                f"sentinel monitor {MASTER} {self.host} {primary} 2\n"
                 f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n")
             sentinel = subprocess.Popen([self.bin, str(conf), "--sentinel"],
@@ -101,15 +113,15 @@ class Cluster:
             deadline = time.monotonic() + 10
             while True:
                 try:
-                    if ask(port, "PING").startswith(b"+PONG"):
+                    if ask(port, "PING", host=host).startswith(b"+PONG"):
                         break
                 except OSError:
                     assert time.monotonic() < deadline and sentinel.poll() is None
                     time.sleep(0.05)
         deadline = time.monotonic() + 20  # sentinels find the replicas
         while time.monotonic() < deadline:
-            if all(ask(p, "SENTINEL", "replicas", MASTER).count(b"role-reported") == 2
-                   for p in self.sentinel_ports):
+            if all(ask(p, "SENTINEL", "replicas", MASTER, host=h).count(b"role-reported") == 2
+                   for h, p in zip(self.sentinel_hosts, self.sentinel_ports, strict=True)):
                 break
             time.sleep(0.1)
         return self
@@ -121,10 +133,11 @@ class Cluster:
             sentinel.kill()
             sentinel.wait(10)
 
-    def authority(self) -> dict[str, object]:
+    def authority(self, stale_after: str = "3s") -> dict[str, object]:
         return {"kind": "redis_sentinel", "master_name": MASTER, "interval": INTERVAL,
-                "stale_after": "3s", "replicas": "exclude",
-                "sentinels": [f"127.0.0.1:{p}" for p in self.sentinel_ports]}
+                "stale_after": stale_after, "replicas": "exclude",
+                "sentinels": [f"{h}:{p}" for h, p in zip(self.sentinel_hosts, self.sentinel_ports,
+                                                          strict=True)]}
 
 
 @pytest.fixture
@@ -140,8 +153,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 class SwitchWatch:
     """The test's own subscription to +switch-master on one sentinel: when it happened."""
 
-    def __init__(self, port: int) -> None:
-        self.conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.conn = socket.create_connection((host, port), timeout=30)
         self.conn.sendall(command("SUBSCRIBE", "+switch-master"))
         self.conn.recv(4096)
         self.at: float | None = None
