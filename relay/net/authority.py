@@ -173,6 +173,10 @@ class AuthorityWatch:
 
     # -- what the group asks -------------------------------------------------------------
 
+    @property
+    def refusing(self) -> bool:
+        return self.by_key.get(self.state.serving or "") is None
+
     def choose(self, group: BackendGroup, tried: list[Backend],
                untried_only: bool) -> Backend | None:
         """The primary first; replicas after it only with replicas = "backup"; nothing

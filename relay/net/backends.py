@@ -170,6 +170,11 @@ class GroupAuthority(Protocol):
 
     def status(self) -> dict[str, object]: ...
 
+    @property
+    def refusing(self) -> bool:
+        """It names no primary now: new sessions are refused."""
+        ...
+
 
 # (group, the authority it followed before a reload or None) -> the authority it follows now
 AuthorityFactory = Callable[["BackendGroup", GroupAuthority | None], GroupAuthority]

@@ -78,7 +78,10 @@ class Dial:
             # the client is held; its bytes wait in the kernel until a backend answers
             self.wait_timer = self.reactor.call_at(step.until, self._again)
         else:
-            session.close("no_backend")
+            # an authority that names no primary refuses: a reset, never an answer that could
+            # pass for the service's own (product.md §9)
+            authority = self.group.authority
+            session.close("no_backend", reset_client=authority is not None and authority.refusing)
 
     def _connect(self, session: Session, step: Connect[Backend]) -> None:
         backend = step.backend
