@@ -28,6 +28,7 @@ from relay.net.listener import Listener
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr, resolve
 from relay.net.resolver import Key, Outcome, Resolver
+from relay.net.share import AcceptShare
 from relay.net.sliced import SlicedJob
 from relay.net.splice import PipePool, splice_supported
 from relay.runconfig import RunConfig, read_token, resolved_or_error, wanted_addresses
@@ -446,6 +447,12 @@ class WorkerServer(RelayServer):
     def __init__(self, config: Config, resolved: dict[str, SockAddr],
                  inherited: dict[str, socket.socket]) -> None:
         super().__init__(config, resolved, admin=False, inherited=inherited)
+        self.share: AcceptShare | None = None  # set by relay.worker
+
+    def begin_shutdown(self, why: str) -> None:
+        if self.share is not None:
+            self.share.leave()  # the other workers take every new client from now on
+        super().begin_shutdown(why)
 
     def handle_reload_signal(self, signum: int) -> None:
         pass  # the supervisor reloads by starting new workers on the new configuration
