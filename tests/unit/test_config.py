@@ -427,7 +427,7 @@ BAD = [
     ),
     # wrong types
     (
-        "string_for_bool",
+        "string_for_runtime_bool",
         config_with(top='[runtime]\nbackend_histograms = "yes"'),
         "runtime.backend_histograms",
         'must be true or false, got "yes"',
