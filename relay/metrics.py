@@ -80,8 +80,11 @@ class Metrics:
         self.connect_errors = Counter("relay_backend_connect_errors",
                                       "Failed connects to a backend, by reason.",
                                       ["listener", "backend", "reason"], registry=r)
+        # per backend: 16 series each, 1.4 KB of text; [runtime] backend_histograms = true
+        self.backend_histograms = False
         self.connect_seconds = Histogram("relay_backend_connect_seconds",
-                                         "Time to connect to a backend.",
+                                         "Time to connect to a backend (with [runtime] "
+                                         "backend_histograms = true).",
                                          ["listener", "backend"], buckets=CONNECT_BUCKETS,
                                          registry=r)
         self.checks = Counter("relay_health_checks", "Active health checks, by result.",
@@ -114,20 +117,33 @@ class Metrics:
         self._final: set[tuple[str, str]] = set()  # removed, sessions all closed
         self._reported: set[tuple[str, str]] = set()  # ... and a scrape has shown that
 
-    def _add(self, metric: Counter, labels: tuple[str, ...], total: float) -> None:
-        """Bring a counter child up to `total` (a running total kept by the data path)."""
+    def _add(self, metric: Counter, labels: tuple[str, ...], total: float,
+             lazy: bool = False) -> None:
+        """Bring a counter child up to `total` (a running total kept by the data path).
+        lazy: no series while the total is 0 (a backend's rare counters: see _flush_backend)."""
         key = (metric, *labels)
-        delta = total - self._seen.get(key, 0.0)
-        if delta > 0 or key not in self._seen:
-            metric.labels(*labels).inc(max(delta, 0.0))
-            self._seen[key] = total
+        seen = self._seen.get(key)
+        if seen is None:
+            if lazy and total <= 0:
+                return
+            seen = 0.0
+        elif total <= seen:
+            return
+        metric.labels(*labels).inc(max(total - seen, 0.0))
+        self._seen[key] = total
 
     def _add_all(self, metric: Counter, labels: tuple[str, ...], counts: Iterable[tuple[str, int]],
-                 known: Iterable[str] = ()) -> None:
+                 known: Iterable[str] = (), lazy: bool = False) -> None:
         values = dict.fromkeys(known, 0)
         values.update(counts)
         for label, total in values.items():
-            self._add(metric, (*labels, label), total)
+            self._add(metric, (*labels, label), total, lazy)
+
+    def _set_lazy(self, metric: Gauge, labels: tuple[str, ...], value: float) -> None:
+        """A gauge's series once it has been non-zero (admin states other than the current)."""
+        if value or (metric, *labels) in self._seen:
+            metric.labels(*labels).set(value)
+            self._seen[(metric, *labels)] = value
 
     def _add_histogram(self, metric: Histogram, labels: tuple[str, ...],
                        counts: HistogramCounts) -> None:
@@ -181,13 +197,14 @@ class Metrics:
                 self._flush_backend(name, backend)
                 self.backend_up.labels(name, backend.name).set(1 if backend.health.up else 0)
                 for state in ADMIN_STATES:
-                    self.admin_state.labels(name, backend.name, state).set(
-                        1 if backend.health.admin == state else 0)
+                    self._set_lazy(self.admin_state, (name, backend.name, state),
+                                   1 if backend.health.admin == state else 0)
                 self._add_all(self.checks, (name, backend.name), backend.checks.items(),
-                              ("success", "failure"))
+                              lazy=True)
                 self._add_all(self.transitions, (name, backend.name),
-                              backend.transitions.items(), ("up", "down"))
-                self._add(self.resolve_failures, (name, backend.name), backend.resolve_failures)
+                              backend.transitions.items(), lazy=True)
+                self._add(self.resolve_failures, (name, backend.name), backend.resolve_failures,
+                          lazy=True)
         self._flush_removed(present)
 
     def _flush_backend(self, name: str, backend: Backend) -> None:
@@ -197,9 +214,13 @@ class Metrics:
         self._add(self.bytes, (name, b, "upstream"), up)
         self._add(self.bytes, (name, b, "downstream"), down)
         self.connections_open.labels(name, b).set(backend.session_count)
-        self._add_all(self.connect_errors, (name, b), backend.connect_errors.items(),
-                      CONNECT_ERRORS)
-        self._add_histogram(self.connect_seconds, (name, b), backend.connect_seconds)
+        self._add_all(self.connect_errors, (name, b), backend.connect_errors.items(), lazy=True)
+        if self.backend_histograms:
+            self._add_histogram(self.connect_seconds, (name, b), backend.connect_seconds)
+        elif (self.connect_seconds, name, b) in self._hist_seen:  # a reload turned them off
+            with contextlib.suppress(KeyError):
+                self.connect_seconds.remove(name, b)
+            del self._hist_seen[(self.connect_seconds, name, b)]
 
     def _flush_removed(self, present: dict[tuple[str, str], Backend]) -> None:
         """A backend that a reload removed or renamed keeps its series while sessions are

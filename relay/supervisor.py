@@ -45,6 +45,7 @@ from relay.net.messages import (
     encode,
 )
 from relay.net.server import ControlServer
+from relay.net.share import ABSENT, AcceptBoard
 from relay.runconfig import RunConfig
 from relay.worker import running_config
 
@@ -81,6 +82,8 @@ class Supervisor:
         self.pending: deque[int] = deque()  # slots waiting for their worker to be spawned
         self.deaths: Counter[int] = Counter()  # quick deaths in a row, per slot
         self.counts_dir = _counts_dir()
+        self.share_path = os.path.join(self.counts_dir, "accept-share")
+        self.board = AcceptBoard(self.share_path, workers, create=True)  # relay.net.share
         self.base: dict[Key, list[int]] = {}  # counters of workers that are gone
         self.ghosts: dict[Key, Backend] = {}  # backends a reload removed, still on old workers
         self.server.extra_status = self._status
@@ -111,6 +114,7 @@ class Supervisor:
                     worker.proc.kill()
                     worker.proc.wait()
             self.server.close()
+            self.board.close()
             shutil.rmtree(self.counts_dir, ignore_errors=True)
         return 0
 
@@ -145,7 +149,8 @@ class Supervisor:
             self._spawn_failed(slot, exc)
             return
         args = [sys.executable, "-m", "relay.worker", "--config-fd", str(config_fd),
-                "--channel", str(child.fileno()), "--counts", counts]
+                "--channel", str(child.fileno()), "--counts", counts,
+                "--share", self.share_path, "--slot", str(slot), "--slots", str(self.count)]
         args += [f"--listener={name}={fd}" for name, fd in fds.items()]
         try:
             proc = subprocess.Popen(args, pass_fds=[child.fileno(), config_fd, *fds.values()],
@@ -258,6 +263,8 @@ class Supervisor:
             worker.channel.close()
             self._retire_counters(worker)
             self.workers.remove(worker)
+            if all(w.slot != worker.slot for w in self._alive()):  # none waits for the dead
+                self.board.values[worker.slot] = ABSENT
             uptime = self.reactor.now - worker.started
             if not worker.retired:
                 self.deaths[worker.slot] = self.deaths[worker.slot] + 1 if uptime < QUICK_DEATH \

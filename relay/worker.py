@@ -39,6 +39,7 @@ from relay.net.messages import (
 )
 from relay.net.resolve import SockAddr
 from relay.net.server import RelayServer, WorkerServer
+from relay.net.share import AcceptBoard, AcceptShare
 
 
 def running_config(config: Config, resolved: dict[str, SockAddr]) -> bytes:
@@ -88,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="descriptor holding the running configuration")
     parser.add_argument("--channel", type=int, required=True)
     parser.add_argument("--counts", required=True, help="file for this worker's counters")
+    parser.add_argument("--share", help="the workers' accept board (relay.net.share)")
+    parser.add_argument("--slot", type=int, default=0)
+    parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--listener", action="append", default=[], metavar="NAME=FD")
     args = parser.parse_args(argv)
     channel_sock = socket.socket(fileno=args.channel)
@@ -102,12 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.open()
         counts = CountFile(args.counts, [(lst.name, [b.name for b in lst.group.backends])
                                          for lst in server.listeners])
+        if args.share:
+            server.share = AcceptShare(AcceptBoard(args.share, args.slots), args.slot)
     except (ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
         reason = "; ".join(exc.lines()) if isinstance(exc, ConfigError) else repr(exc)
         _tell(channel_sock, Failed(reason))
         channel_sock.close()
         return 2
     for listener in server.listeners:
+        listener.share = server.share
         listener.counts = counts.runs[(listener.name, None)]
         for backend in listener.group.backends:
             backend.counts = counts.runs[(listener.name, backend.name)]

@@ -55,6 +55,7 @@ _RUNTIME_KEYS = (
     "log_format",
     "log_level",
     "shutdown_grace",
+    "backend_histograms",
 )
 _LISTENER_KEYS = (
     "name",
@@ -182,6 +183,7 @@ def _read_runtime(t: Table) -> RuntimeConfig:
         log_format=t.get("log_format", to.choice(_LOG_FORMATS), default.log_format),
         log_level=t.get("log_level", to.choice(_LOG_LEVELS), default.log_level),
         shutdown_grace=t.get("shutdown_grace", to.duration(), default.shutdown_grace),
+        backend_histograms=t.get("backend_histograms", to.boolean, default.backend_histograms),
     )
 
 

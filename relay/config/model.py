@@ -46,6 +46,7 @@ class RuntimeConfig:
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
     shutdown_grace: float = 30.0
+    backend_histograms: bool = False  # per-backend connect-time histograms on /metrics
 
 
 HEDGE_AUTO = -1.0  # [listener.retry] hedge = "auto"

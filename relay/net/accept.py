@@ -40,6 +40,21 @@ class AcceptPause:
         self.reactor.modify(sock.fileno(), 0)
         self.reactor.call_later(ACCEPT_PAUSE, self._resume)
 
+    def rest(self, seconds: float, then: Callable[[], None]) -> None:
+        """Stop accepting for `seconds` (not for an error: no log), then call `then`."""
+        sock = self.sock_of()
+        if sock is None or self.paused:
+            return
+        self.paused = True
+        self.reactor.modify(sock.fileno(), 0)
+        self.reactor.call_later(seconds, lambda: self._rested(then))
+
+    def _rested(self, then: Callable[[], None]) -> None:
+        if not self.paused:
+            return  # a reload adopted another socket meanwhile
+        self._resume()
+        then()
+
     def _resume(self) -> None:
         self.paused = False
         sock = self.sock_of()

@@ -8,10 +8,13 @@ when the next check runs comes from there too (interval, or backoff while down).
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
+import math
 import os
 import random
 import socket
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,14 +22,23 @@ from relay.config.model import BackendConfig, HealthConfig
 from relay.core.connect_error import describe
 from relay.core.health import HealthState
 from relay.core.proxy_header import encode_v1, encode_v2
-from relay.net import connect
-from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
+from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 MAX_REPLY = 4096  # bytes a check reads at most
+# checks start on tick boundaries (see Checker.schedule): a tick is 5 % of the interval,
+# at most 100 ms (2 s interval: 100 ms; 100 ms interval: 5 ms)
+TICK_SHARE = 0.05
+TICK_MAX = 0.1
+# a check closes with a reset (SO_LINGER 0, as HAProxy's checks do): no FIN exchange, and
+# no TIME_WAIT socket left per check (2,000 checks a second would keep 120,000 of them)
+_NO_LINGER = struct.pack("ii", 1, 0)
+_SOL_SOCKET, _SO_LINGER = socket.SOL_SOCKET, socket.SO_LINGER
+_STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+_TROUBLE = EPOLLERR | EPOLLHUP
 
 
 class Checked(Protocol):
@@ -58,6 +70,7 @@ class Checker:
         self.request = b""
         self.stopped = False
         self.confirming = False  # an early check failed: check again soon until decided
+        self.tick = min(TICK_MAX, config.interval * TICK_SHARE)
         # send_proxy: a backend that requires PROXY headers rejects checks without one
         self.proxy = proxy if config.send_proxy else "off"
         if config.kind == "send_expect":
@@ -72,7 +85,16 @@ class Checker:
             return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.reactor.call_later(delay, self._start)
+        if delay <= 0:
+            self.timer = self.reactor.call_later(0, self._start)
+            return
+        # on the next tick boundary: checks due within a tick start in the same turn of the
+        # loop, and their connects complete in the same poll. A wake-up per tick, not per
+        # check: a turn after a sleep costs ~200 µs here (cold caches), far more than the
+        # check, so at 100 backends and 1 check per turn that was 300 µs per check.
+        when = self.reactor.now + delay
+        tick = self.tick
+        self.timer = self.reactor.call_at(math.ceil(when / tick) * tick, self._start)
 
     @property
     def in_flight(self) -> bool:
@@ -98,12 +120,14 @@ class Checker:
             return  # maint: no checks until the operator sets ready again
         self.connected = False
         self.reply = b""
-        try:
-            sock, err = connect.start_connect(self.backend.target)
+        target = self.backend.target
+        try:  # not connect.start_connect: a check sends a few bytes once, no TCP_NODELAY
+            sock = _socket.socket(target.family, _STREAM_NONBLOCK)
         except OSError as exc:
             self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
             return
         self.sock = sock
+        err = sock.connect_ex(target.sockaddr)
         if err not in (0, errno.EINPROGRESS):
             self._done(False, _describe(err))
             return
@@ -124,10 +148,11 @@ class Checker:
         if sock is None:
             return
         if not self.connected:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self._done(False, _describe(err))
-                return
+            if events & _TROUBLE:  # else writable without error: connected (no getsockopt)
+                err = sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self._done(False, _describe(err))
+                    return
             self.connected = True
             request = self.request
             if self.proxy != "off":
@@ -194,10 +219,14 @@ class Checker:
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
-        if self.sock is not None:
-            self.reactor.unregister(self.sock.fileno())
-            self.sock.close()
+        sock = self.sock
+        if sock is not None:
             self.sock = None
+            # never dup'd or shared: closing it takes it out of epoll (no epoll_ctl DEL)
+            self.reactor.handlers.pop(sock.fileno(), None)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _NO_LINGER)
+            sock.close()
 
     def _done(self, ok: bool, error: str, local: bool = False) -> None:
         self._close()

@@ -31,6 +31,7 @@ from relay.net.idle import IdleSlots
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.session import Origin, Session
+from relay.net.share import SHARE_REST, AcceptShare
 from relay.net.splice import PipePool
 
 ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
@@ -88,6 +89,7 @@ class Listener:
         self.durations = HistogramCounts(self, "duration", DURATION_BUCKETS, FIELDS)
         group.hedge_outcomes = Tally(self, "hedges", HEDGE_OUTCOMES, FIELDS)
         self.pause = AcceptPause(self.reactor, self.name, lambda: self.sock)
+        self.share: AcceptShare | None = None  # a worker's turn-taking (relay.net.share)
 
     @property
     def accepted(self) -> int:
@@ -136,10 +138,22 @@ class Listener:
             self.sock = None
 
     def on_event(self, fd: int, events: int) -> None:
+        self._accept(self.share)
+
+    def _accept_queued(self) -> None:
+        """After a rest: if the others took nobody meanwhile, whatever is queued is ours."""
+        share = self.share
+        self._accept(share if share is not None and share.moved() else None)
+
+    def _accept(self, share: AcceptShare | None) -> None:
         sock = self.sock
         if sock is None or self.pause.paused:
             return
+        sessions = self.server.sessions
         for _ in range(ACCEPT_BATCH):
+            if share is not None and share.ahead(len(sessions)):
+                self.pause.rest(SHARE_REST, self._accept_queued)
+                return
             try:
                 cfd, addr = sock._accept()  # type: ignore[attr-defined]
             except BlockingIOError:

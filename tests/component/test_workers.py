@@ -68,6 +68,45 @@ def test_2000_sessions_spread_over_both_workers_and_metrics_add_up(echo, start_r
     wait_for(lambda: totals() == (2000, 12000, 12000, 0))
 
 
+def test_steady_new_sessions_are_shared_evenly_between_the_workers(echo, start_relay):
+    """One accept queue, yet each worker takes its share of sessions held open. While one
+    worker is stopped (SIGSTOP) the other takes every new client (none waits for the stopped
+    one); once it runs again it takes new clients until both hold half (before, each new
+    client went to whichever worker the kernel woke first: the early imbalance stayed)."""
+    relay = start_two(start_relay, [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}],
+                      health={"kind": "none"})
+    conns: list[socket.socket] = []
+
+    def open_sessions(n: int) -> None:
+        for _ in range(n):
+            conn = socket.create_connection(("127.0.0.1", relay.port()), timeout=30)
+            conns.append(conn)
+            tag = b"%04d" % len(conns)
+            conn.sendall(tag)
+            got = b""
+            while len(got) < 4:
+                got += conn.recv(4 - len(got))
+            assert got == tag
+
+    def per_worker() -> list[int]:
+        return [w["sessions"] for w in status(relay)["workers"]]
+
+    stopped = status(relay)["workers"][0]["pid"]
+    try:
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            open_sessions(80)  # all on the running worker
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        open_sessions(120)  # 200 in all
+        wait_for(lambda: sum(per_worker()) == 200)
+        shares = per_worker()
+        assert len(shares) == 2 and all(80 <= n <= 120 for n in shares), shares
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_a_killed_worker_is_replaced_and_new_connections_never_fail(echo, start_relay):
     relay = start_two(start_relay, [{"name": "echo", "address": f"127.0.0.1:{echo.port}"}],
                       health={"kind": "none"})

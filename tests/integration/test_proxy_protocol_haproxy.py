@@ -172,12 +172,12 @@ def test_checks_with_send_proxy_against_haproxy(start_relay: Any, haproxy: Any,
         "kind": "http", "path": "/", "interval": "100ms", "timeout": "1s", "rise": 1,
         "fall": 1, "initial": "down", "send_proxy": send_proxy}))
     result = "success" if send_proxy else "failure"
-    wait_for(lambda: metric(relay, "relay_health_checks_total", listener="edge", backend="h",
+    wait_for(lambda: metric(relay, "relay_health_checks_total", 0.0, listener="edge", backend="h",
                             result=result) >= 3, timeout=15)
     assert metric(relay, "relay_backend_up", listener="edge", backend="h") == (
         1 if send_proxy else 0)
     other = "failure" if send_proxy else "success"
-    assert metric(relay, "relay_health_checks_total", listener="edge", backend="h",
+    assert metric(relay, "relay_health_checks_total", 0.0, listener="edge", backend="h",
                   result=other) == 0
 
 

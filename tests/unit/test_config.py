@@ -310,6 +310,12 @@ def test_durations_take_strings_and_numbers(value: str, seconds: float) -> None:
     assert config.listeners[0].connect_timeout == seconds
 
 
+def test_backend_histograms_are_off_unless_asked_for() -> None:
+    assert parse_config(MINIMAL).runtime.backend_histograms is False
+    on = parse_config(config_with(top="[runtime]\nbackend_histograms = true"))
+    assert on.runtime.backend_histograms is True
+
+
 def test_workers_takes_a_count() -> None:
     assert parse_config(config_with(top="[runtime]\nworkers = 4")).runtime.workers == 4
     assert parse_config(config_with(top="[runtime]\nworkers = 256")).runtime.workers == 256
@@ -420,6 +426,12 @@ BAD = [
         "did you mean 'weight'?",
     ),
     # wrong types
+    (
+        "string_for_runtime_bool",
+        config_with(top='[runtime]\nbackend_histograms = "yes"'),
+        "runtime.backend_histograms",
+        'must be true or false, got "yes"',
+    ),
     (
         "string_for_int",
         config_with(top='[runtime]\nmax_connections = "100"'),

@@ -1,0 +1,169 @@
+"""Cost per backend: relay's idle CPU, RSS and /metrics size and render time by backend count.
+
+    .venv/bin/python bench/scale.py [--sizes 100,1000,4000] [--seconds 10] [--source DIR]
+                                    [--histograms]
+
+For each size, relay runs a generated configuration: listeners of 50 backends each
+(--per-listener), tcp health checks every 2 s (--interval), every backend pointing at one
+of 50 local listening sockets this script holds and accepts on (a few sockets serve any
+number of backends: no process per backend). Once every backend is up and the loop has
+settled, relay's user+system CPU over --seconds is read from /proc (% of one core, and
+per check: CPU / checks run, and its user and system parts), then its RSS, and /metrics
+is fetched three times (size and the median time to fetch). --histograms sets
+`[runtime] backend_histograms = true` (the
+per-backend connect-time histograms); --source runs another checkout's relay/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import select
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.relayproc import REPO, RelayProcess, admin_request, toml_config
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Sink:
+    """`count` listening sockets on 127.0.0.1, accepting and closing whatever connects."""
+
+    def __init__(self, count: int) -> None:
+        self.socks = []
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(1024)
+            s.setblocking(False)
+            self.socks.append(s)
+        self.ports = [s.getsockname()[1] for s in self.socks]
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            ready, _, _ = select.select(self.socks, [], [], 0.2)
+            for s in ready:
+                for _ in range(64):
+                    try:
+                        conn, _ = s.accept()
+                    except OSError:
+                        break
+                    conn.close()
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(5)
+        for s in self.socks:
+            s.close()
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
+
+
+def config(sink: Sink, backends: int, per: int, interval: str, histograms: bool) -> str:
+    listeners = []
+    for first in range(0, backends, per):
+        n = min(per, backends - first)
+        listeners.append({
+            "name": f"l{first // per}", "listen": "127.0.0.1:0",
+            "health": {"kind": "tcp", "interval": interval},
+            "backends": [{"name": f"b{first + i}",
+                          "address": f"127.0.0.1:{sink.ports[i % len(sink.ports)]}"}
+                         for i in range(n)]})
+    runtime: dict[str, object] = {}
+    if histograms:
+        runtime["backend_histograms"] = True
+    return toml_config(listeners, runtime=runtime)
+
+
+def all_up(relay: RelayProcess, backends: int) -> bool:
+    status, body = admin_request(relay.admin_port, "GET", "/metrics", timeout=60)
+    return status == 200 and body.count("relay_backend_up{") == backends and \
+        sum(1 for line in body.splitlines()
+            if line.startswith("relay_backend_up{") and line.endswith(" 1.0")) == backends
+
+
+def measure(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, float]:
+    per = args.per_listener
+    with tempfile.TemporaryDirectory() as tmp:
+        relay = RelayProcess(config(sink, backends, per, args.interval, args.histograms),
+                             Path(tmp), source=Path(args.source))
+        try:
+            relay.wait_ready(-(-backends // per), timeout=120)
+            deadline = time.monotonic() + 120
+            while not all_up(relay, backends):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"not every backend came up within 120 s ({backends})")
+                time.sleep(1.0)
+            time.sleep(args.settle)
+            c0, t0 = cpu_seconds(relay.pid), time.monotonic()
+            time.sleep(args.seconds)
+            c1, t1 = cpu_seconds(relay.pid), time.monotonic()
+            checks = backends * (t1 - t0) / float(args.interval.rstrip("s"))
+            user, system = c1[0] - c0[0], c1[1] - c0[1]
+            sizes, times = [], []
+            for _ in range(3):
+                time.sleep(1.2)  # admin serves a render for 1 s (METRICS_TTL): a fresh one
+                start = time.perf_counter()
+                _, body = admin_request(relay.admin_port, "GET", "/metrics", timeout=120)
+                times.append(time.perf_counter() - start)
+                sizes.append(len(body.encode()))
+            return {"backends": backends, "cpu_pct": 100 * (user + system) / (t1 - t0),
+                    "us_per_check": 1e6 * (user + system) / checks,
+                    "user_us": 1e6 * user / checks, "sys_us": 1e6 * system / checks,
+                    "rss_mb": relay.rss_kib() / 1024,
+                    "metrics_kb": sizes[-1] / 1024, "metrics_ms": 1000 * statistics.median(times),
+                    "bytes_per_backend": sizes[-1] / backends}
+        finally:
+            relay.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,4000")
+    parser.add_argument("--per-listener", type=int, default=50)
+    parser.add_argument("--interval", default="2s")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--source", default=str(REPO))
+    parser.add_argument("--histograms", action="store_true")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 and hard >= 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))  # relay inherits it
+    sink = Sink(50)
+    try:
+        print(f"source {args.source}; {args.per_listener} backends per listener, tcp checks "
+              f"every {args.interval}, idle for {args.seconds:g} s"
+              f"{'; backend_histograms = true' if args.histograms else ''}")
+        print(f"{'backends':>8} {'CPU % core':>10} {'µs/check':>9} {'user':>5} {'sys':>5} "
+              f"{'RSS MB':>7} "
+              f"{'/metrics KB':>11} {'B/backend':>9} {'render ms':>9}")
+        for size in (int(s) for s in args.sizes.split(",")):
+            r = measure(args, size, sink)
+            print(f"{size:>8} {r['cpu_pct']:>10.1f} {r['us_per_check']:>9.0f} "
+                  f"{r['user_us']:>5.0f} {r['sys_us']:>5.0f} "
+                  f"{r['rss_mb']:>7.1f} {r['metrics_kb']:>11.0f} {r['bytes_per_backend']:>9.0f} "
+                  f"{r['metrics_ms']:>9.0f}", flush=True)
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
