@@ -81,7 +81,10 @@ class Dial:
             # an authority that names no primary refuses: a reset, never an answer that could
             # pass for the service's own (product.md §9)
             authority = self.group.authority
-            session.close("no_backend", reset_client=authority is not None and authority.refusing)
+            if authority is not None and authority.refusing:
+                session.close("no_backend", reset_client=True)
+            else:
+                session.close("no_backend")
 
     def _connect(self, session: Session, step: Connect[Backend]) -> None:
         backend = step.backend
