@@ -10,7 +10,6 @@ from __future__ import annotations
 import _socket
 import contextlib
 import errno
-import math
 import os
 import random
 import socket
@@ -22,23 +21,18 @@ from relay.config.model import BackendConfig, HealthConfig
 from relay.core.connect_error import describe
 from relay.core.health import HealthState
 from relay.core.proxy_header import encode_v1, encode_v2
-from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 MAX_REPLY = 4096  # bytes a check reads at most
-# checks start on tick boundaries (see Checker.schedule): a tick is 5 % of the interval,
-# at most 100 ms (2 s interval: 100 ms; 100 ms interval: 5 ms)
-TICK_SHARE = 0.05
-TICK_MAX = 0.1
 # a check closes with a reset (SO_LINGER 0, as HAProxy's checks do): no FIN exchange, and
 # no TIME_WAIT socket left per check (2,000 checks a second would keep 120,000 of them)
 _NO_LINGER = struct.pack("ii", 1, 0)
 _SOL_SOCKET, _SO_LINGER = socket.SOL_SOCKET, socket.SO_LINGER
 _STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-_TROUBLE = EPOLLERR | EPOLLHUP
 
 
 class Checked(Protocol):
@@ -70,7 +64,6 @@ class Checker:
         self.request = b""
         self.stopped = False
         self.confirming = False  # an early check failed: check again soon until decided
-        self.tick = min(TICK_MAX, config.interval * TICK_SHARE)
         # send_proxy: a backend that requires PROXY headers rejects checks without one
         self.proxy = proxy if config.send_proxy else "off"
         if config.kind == "send_expect":
@@ -85,16 +78,10 @@ class Checker:
             return
         if self.timer is not None:
             self.timer.cancel()
-        if delay <= 0:
-            self.timer = self.reactor.call_later(0, self._start)
-            return
-        # on the next tick boundary: checks due within a tick start in the same turn of the
-        # loop, and their connects complete in the same poll. A wake-up per tick, not per
-        # check: a turn after a sleep costs ~200 µs here (cold caches), far more than the
-        # check, so at 100 backends and 1 check per turn that was 300 µs per check.
-        when = self.reactor.now + delay
-        tick = self.tick
-        self.timer = self.reactor.call_at(math.ceil(when / tick) * tick, self._start)
+        # Not rounded to shared ticks: that saved wake-ups at 100 backends, but a check period
+        # fixed to the tick grid phase-locks with a backend flapping at a like period, and the
+        # checks then see it as steady (tests/chaos: the flapping primary failed back early)
+        self.timer = self.reactor.call_later(max(0.0, delay), self._start)
 
     @property
     def in_flight(self) -> bool:
@@ -148,11 +135,12 @@ class Checker:
         if sock is None:
             return
         if not self.connected:
-            if events & _TROUBLE:  # else writable without error: connected (no getsockopt)
-                err = sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    self._done(False, _describe(err))
-                    return
+            # always asked, as every pending connect is (relay/net/connect.py): a clean EPOLLOUT
+            # alone is not proof of a connection
+            err = sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._done(False, _describe(err))
+                return
             self.connected = True
             request = self.request
             if self.proxy != "off":
