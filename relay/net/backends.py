@@ -65,7 +65,7 @@ class Carried(Protocol):
     @property
     def down(self) -> Flow | None: ...
 
-    def close(self, cause: str, reset: bool = ...) -> None: ...
+    def close(self, cause: str, reset: bool = False) -> None: ...
 
 
 class Backend:
@@ -211,7 +211,7 @@ class BackendGroup:
         self.refresh_tiers()
         self.start_checks()
         if drain_at is not None and config.drain_backup_after is not None:
-            current = self._drain_timer  # a failback by the new settings: the earlier drain wins
+            current: Timer | None = self._drain_timer  # a failback by the new settings: the earlier drain wins
             if current is None or drain_at < current.when:
                 if current is not None:
                     current.cancel()

@@ -330,7 +330,8 @@ class Session:
             return
         self._connect(backend)
 
-    start = _next_attempt  # the first attempt
+    def start(self) -> None:  # the first attempt (a method, not an alias: mypyc needs that)
+        self._next_attempt()
 
     def _connect(self, backend: Backend) -> None:
         self.backend = backend
