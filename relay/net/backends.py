@@ -211,7 +211,7 @@ class BackendGroup:
         self.refresh_tiers()
         self.start_checks()
         if drain_at is not None and config.drain_backup_after is not None:
-            current: Timer | None = self._drain_timer  # a failback by the new settings: the earlier drain wins
+            current: Timer | None = self._drain_timer  # a failback by the new settings: earlier drain wins
             if current is None or drain_at < current.when:
                 if current is not None:
                     current.cancel()
