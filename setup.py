@@ -18,9 +18,11 @@ import os
 import shutil
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,11 +84,13 @@ def why_pure() -> str | None:
         return "RELAY_PURE is set"
     if sys.implementation.name != "cpython":
         return f"{sys.implementation.name} is not CPython"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc})"
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
         return "no Python.h (install python3-dev)"
+    if not compiles():
+        return f"{cc} cannot build a Python extension here (C library headers missing?)"
     try:
         import mypyc.build  # noqa: F401
     except ImportError:
@@ -94,7 +98,34 @@ def why_pure() -> str | None:
     return None
 
 
+def compiles() -> bool:
+    """Whether the compiler builds a file that includes Python.h (a compiler without libc's
+    headers, say, is found by shutil.which but cannot build anything)."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    with tempfile.TemporaryDirectory(prefix="relay-cc-") as tmp:
+        source = Path(tmp) / "probe.c"
+        source.write_text("#include <Python.h>\n#include <string.h>\n"
+                          "int relay_probe(void) { return (int)strlen(\"x\"); }\n")
+        compiler = new_compiler()
+        customize_compiler(compiler)
+        try:
+            compiler.compile([str(source)], output_dir=tmp,
+                             include_dirs=[sysconfig.get_paths()["include"]])
+        except Exception:  # CompileError, from distutils or setuptools' copy of it; OSError
+            return False
+    return True
+
+
+# the commands that build extension modules; metadata commands (egg_info, dist_info: pip asks
+# for them before building) skip the mypyc run, which takes a while
+BUILDS = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
+
+
 def ext_modules() -> list[object]:
+    if not BUILDS.intersection(sys.argv[1:]):
+        return []
     reason = why_pure()
     if reason is not None:
         print(f"relay: building pure Python: {reason}", file=sys.stderr)
@@ -106,4 +137,15 @@ def ext_modules() -> list[object]:
     return list(mypycify(paths, opt_level="3"))
 
 
-setup(ext_modules=ext_modules())
+class BuildExt(build_ext):
+    """build_ext that first drops compiled modules an earlier build left in its build
+    directory: a module since taken out of COMPILED (or RELAY_PURE=1) must not ship stale."""
+
+    def run(self) -> None:
+        lib = Path(self.build_lib)
+        for old in [*lib.glob("relay/**/*.so"), *lib.glob("*__mypyc*.so")]:
+            old.unlink()
+        super().run()
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExt})
