@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,13 +67,8 @@ def source_tree(spec: str, into: Path) -> tuple[Path, str]:
     kind, _, modules = build.partition("=")
     if kind != "compiled":
         raise SystemExit(f"ab: {spec}: expected REV@compiled or REV@compiled=MODULES")
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, tree / name)
-    env = {**os.environ, "RELAY_COMPILE": modules}
-    env.pop("RELAY_PURE", None)
     print(f"ab: compiling {spec} (mypyc)", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=tree,
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    targets.compile_tree(tree, modules)
     count = len([m for m in modules.split(",") if m])
     shown = f"={modules}" if len(modules) <= 20 else f"={count} modules" if modules else ""
     return tree, f"{label}, compiled{shown}"
@@ -83,9 +76,7 @@ def source_tree(spec: str, into: Path) -> tuple[Path, str]:
 
 def _checkout(rev: str, into: Path) -> tuple[Path, str]:
     if rev == "WORK":
-        shutil.copytree(REPO / "relay", into / "relay",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        return into, "working tree"
+        return targets.copy_relay(into), "working tree"
     sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout.strip()
     data = subprocess.run(["git", "archive", "--format=tar", sha, "relay"], cwd=REPO,
