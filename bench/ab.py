@@ -70,7 +70,7 @@ def source_tree(spec: str, into: Path) -> tuple[Path, str]:
     print(f"ab: compiling {spec} (mypyc)", file=sys.stderr, flush=True)
     targets.compile_tree(tree, modules)
     count = len([m for m in modules.split(",") if m])
-    shown = f"={modules}" if len(modules) <= 20 else f"={count} modules" if modules else ""
+    shown = "" if not modules else f"={modules}" if len(modules) <= 20 else f"={count} modules"
     return tree, f"{label}, compiled{shown}"
 
 
