@@ -1,5 +1,6 @@
-# relay container image: a wheel built in one stage, installed into a venv in the next,
-# and only that venv plus Debian's python3 in the runtime stage.
+# relay container image: a wheel built in one stage (compiled with mypyc: gcc and python3-dev
+# are there only), installed into a venv in the next, and only that venv plus Debian's python3
+# in the runtime stage. The install stage fails the build unless relay runs compiled.
 #
 #   docker build -t relay .
 #   docker run --rm -p 6380:6380 -p 9100:9100 -v $PWD/my.toml:/etc/relay/relay.toml:ro relay
@@ -9,15 +10,15 @@
 
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY relay ./relay
 COPY dist/ ./dist/
 RUN python3 -m venv /opt/build \
     && if ls dist/wheels/*.whl >/dev/null 2>&1; then \
-         /opt/build/bin/pip install --no-cache-dir --no-index --find-links dist/wheels setuptools wheel \
+         /opt/build/bin/pip install --no-cache-dir --no-index --find-links dist/wheels setuptools wheel mypy \
          && /opt/build/bin/pip wheel --no-cache-dir --no-index --find-links dist/wheels --no-build-isolation \
               --wheel-dir /wheels . ; \
        else \
@@ -31,6 +32,7 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN python3 -m venv /opt/relay \
     && /opt/relay/bin/pip install --no-cache-dir --no-index --find-links /wheels relay \
+    && /opt/relay/bin/python -c "from relay.build import flavour; assert flavour() == 'compiled', flavour()" \
     && /opt/relay/bin/pip uninstall -y pip \
     && find /opt/relay -name __pycache__ -prune -exec rm -rf {} +
 

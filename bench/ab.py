@@ -2,10 +2,15 @@
 
     .venv/bin/python bench/ab.py 81a5c82 HEAD            # before/after an optimisation
     .venv/bin/python bench/ab.py --rounds 5 HEAD~3 HEAD WORK
+    .venv/bin/python bench/ab.py WORK WORK@compiled          # pure vs compiled (mypyc)
+    .venv/bin/python bench/ab.py WORK@compiled WORK@compiled=all \
+        WORK@compiled=relay/net/session.py,relay/net/reactor.py   # which modules to compile
 
-Each revision's relay/ is taken with `git archive` (WORK: the working tree as it is) and
-run from its own directory with this venv's Python. Every round runs every workload on
-every target, in a rotating order, against one redis-server:
+Each revision's relay/ is taken with `git archive` (WORK: the working tree as it is, without
+any compiled .so files) and run from its own directory with this venv's Python. REV@compiled
+builds that tree with the working tree's setup.py (`setup.py build_ext --inplace`, mypyc)
+first: its COMPILED modules, or those after `=` (comma-separated paths, or `all`: RELAY_COMPILE).
+Every round runs every workload on every target, in a rotating order, against one redis-server:
 redis-benchmark -c 50 -k 1 -t get,set (rate, p99) and -c 50 -k 0 -t get (new connection
 per request), with the proxy's CPU time (utime + stime from /proc/PID/stat, clock ticks of
 10 ms) per request and per connection, and the RSS of N idle sessions through a fresh
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
+import re
 import statistics
 import subprocess
 import sys
@@ -52,12 +57,26 @@ METRICS = [  # key, label, unit, higher is better
 ]
 
 
-def source_tree(rev: str, into: Path) -> tuple[Path, str]:
-    """relay/ of `rev` (or of the working tree, WORK) under `into`; and its commit label."""
+def source_tree(spec: str, into: Path) -> tuple[Path, str]:
+    """relay/ of `spec` (a revision or WORK, the working tree, and maybe @compiled[=modules])
+    under `into`, compiled in place if asked; and its label."""
+    rev, _, build = spec.partition("@")
+    tree, label = _checkout(rev, into)
+    if not build:
+        return tree, label
+    kind, _, modules = build.partition("=")
+    if kind != "compiled":
+        raise SystemExit(f"ab: {spec}: expected REV@compiled or REV@compiled=MODULES")
+    print(f"ab: compiling {spec} (mypyc)", file=sys.stderr, flush=True)
+    targets.compile_tree(tree, modules)
+    count = len([m for m in modules.split(",") if m])
+    shown = "" if not modules else f"={modules}" if len(modules) <= 20 else f"={count} modules"
+    return tree, f"{label}, compiled{shown}"
+
+
+def _checkout(rev: str, into: Path) -> tuple[Path, str]:
     if rev == "WORK":
-        shutil.copytree(REPO / "relay", into / "relay",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        return into, "working tree"
+        return targets.copy_relay(into), "working tree"
     sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout.strip()
     data = subprocess.run(["git", "archive", "--format=tar", sha, "relay"], cwd=REPO,
@@ -71,7 +90,7 @@ def start_relay(tree: Path, redis_port: int, procs: Procs, tmp: Path, label: str
     listener = {"name": "redis", "listen": "127.0.0.1:0", "max_connections": 40000,
                 "health": {"kind": "none"},
                 "backends": [{"name": "redis", "address": f"127.0.0.1:{redis_port}"}]}
-    d = tmp / f"relay-{label}-{time.monotonic_ns()}"
+    d = tmp / f"relay-{re.sub(r'[^A-Za-z0-9@=.-]', '_', label)[:40]}-{time.monotonic_ns()}"
     d.mkdir()
     relay = RelayProcess(toml_config([listener], runtime={"max_connections": 80000}), d,
                          source=tree)
@@ -157,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             trees: dict[str, Path] = {}
             for i, rev in enumerate(args.revs):
                 tree, label = source_tree(rev, tmp / f"src{i}")
-                trees[f"{rev} ({label})" if rev != label else rev] = tree
+                trees[f"{rev if len(rev) <= 20 else rev.partition('=')[0]} ({label})"] = tree
             backends = targets.start_backends(procs, tmp)
             haproxy_spec = next(s for s in targets.target_specs() if s.key == REFERENCE)
             starters: dict[str, Callable[[], Instance]] = {

@@ -43,6 +43,7 @@ class TargetSpec:
     splice_opts: tuple[str, ...] = ()
     splice: str = "auto"
     workers: int = 1
+    build: str = "compiled"  # relay: "compiled" (mypyc, setup.py's COMPILED set) or "pure"
 
 
 REFERENCE = "haproxy-1t"  # ratios are taken to this target (and to "direct")
@@ -70,11 +71,63 @@ def target_specs(relay_workers2: bool = RELAY_WORKERS_2_READY) -> list[TargetSpe
         specs.append(TargetSpec("relay-w2", 'relay, runtime.workers = 2 (supervisor + 2 workers), '
                                 'splice = "auto"',
                                 "relay", splice="auto", workers=2))
+    specs.append(TargetSpec("relay-splice-pure", 'relay-splice, pure Python (RELAY_PURE=1: no '
+                            "mypyc); every other relay column is compiled", "relay", splice="auto",
+                            build="pure"))
     # last, so the other columns keep their order (and their colours in the chart)
     specs.append(TargetSpec(FLOOR, "bare CPython epoll relay (bench/floor_relay.py), copy only, "
                             "one process: the floor for a Python proxy, not relay", "floor",
                             splice="off"))
     return specs
+
+
+# --- relay's trees: compiled and pure ---------------------------------------------------------
+
+_TREES: dict[tuple[str, Path], Path] = {}
+
+
+def copy_relay(into: Path) -> Path:
+    """The working tree's relay/ under `into`, without compiled .so files (pure as it is)."""
+    shutil.copytree(REPO / "relay", into / "relay",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    return into
+
+
+def compile_tree(tree: Path, modules: str = "") -> None:
+    """Compile tree's relay/ in place with the working tree's setup.py (mypyc): its COMPILED
+    set, or `modules` (RELAY_COMPILE: comma-separated paths, or "all")."""
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, tree / name)
+    env = {**os.environ, "RELAY_COMPILE": modules}
+    env.pop("RELAY_PURE", None)
+    subprocess.run([sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=tree,
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not list((tree / "relay" / "net").glob("session.*.so")):
+        raise RuntimeError(f"{tree}: relay.net.session not compiled after setup.py build_ext "
+                           "(a C compiler and python3-dev are needed; see setup.py)")
+
+
+def compiled_in_place() -> bool:
+    """Whether the working tree holds a fresh in-place compiled build (make compiled)."""
+    built = list((REPO / "relay").rglob("*.so"))
+    if not any(so.name.startswith("session.") for so in built):
+        return False
+    return all(so.stat().st_mtime >= so.with_name(so.name.split(".")[0] + ".py").stat().st_mtime
+               for so in built if so.with_name(so.name.split(".")[0] + ".py").is_file())
+
+
+def relay_tree(build: str, tmp: Path) -> Path:
+    """A copy of relay/ built as `build` ("compiled" or "pure"), made once per run under tmp."""
+    key = (build, tmp)
+    if key not in _TREES and build == "compiled" and compiled_in_place():
+        _TREES[key] = REPO  # `make compiled` was run and nothing changed since: no second build
+    if key not in _TREES:
+        tree = copy_relay(tmp / f"relay-{build}")
+        if build == "compiled":
+            print("bench: compiling relay (mypyc)", file=sys.stderr, flush=True)
+            compile_tree(tree)
+        _TREES[key] = tree
+    return _TREES[key]
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -317,7 +370,8 @@ def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
         runtime: dict[str, object] = {"splice": spec.splice, "max_connections": 80000}
         if spec.workers != 1:
             runtime["workers"] = spec.workers
-        relay = RelayProcess(toml_config(listeners, runtime=runtime), d)
+        relay = RelayProcess(toml_config(listeners, runtime=runtime), d,
+                             source=relay_tree(spec.build, tmp))
         procs.add(f"relay {spec.key}", relay)
         relay.wait_ready(listeners=2)
         inst = Instance(spec, {"iperf": relay.port("iperf"), "redis": relay.port("redis")}, relay)

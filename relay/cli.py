@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relay import __version__
+from relay.build import flavour
 from relay.config import Config, load_config
 from relay.config.converters import MAX_WORKERS
 from relay.errors import ConfigError, ConfigProblem
@@ -178,7 +179,7 @@ def format_status(status: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description="A resilient TCP proxy.")
-    parser.add_argument("--version", action="version", version=f"relay {__version__}")
+    parser.add_argument("--version", action="version", version=f"relay {__version__} ({flavour()})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run in the foreground; logs to stderr"),
                        ("check", "validate the configuration and print a summary"),

@@ -11,10 +11,21 @@ from typing import Any
 
 import pytest
 
+from tests.support.clock import Reactors
 from tests.support.relayproc import RelayProcess, toml_config
 from tests.support.servers import EchoServer
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse a stale compiled build: a .py edited after `make compiled` would not be what runs."""
+    relay_dir = Path(__file__).resolve().parents[1] / "relay"
+    for so in relay_dir.rglob("*.so"):
+        source = so.with_name(so.name.split(".")[0] + ".py")
+        if source.is_file() and source.stat().st_mtime > so.stat().st_mtime:
+            pytest.exit(f"{source} is newer than its compiled {so.name}: "
+                        "run `make compiled` (or `make pure`) first", returncode=3)
 
 
 def require_tool(name: str) -> str:
@@ -40,6 +51,14 @@ def many_fds() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
+def reactors() -> Iterator[Reactors]:
+    """reactors(now) -> a Reactor driven by hand (tests/support/clock.py), closed after."""
+    made = Reactors()
+    yield made
+    made.close()
 
 
 @pytest.fixture

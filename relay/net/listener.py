@@ -165,6 +165,8 @@ class Listener:
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
             self.pause.logged = False
+            if len(addr) != 2:  # IPv6's (host, port, flowinfo, scope_id): relay uses host and port
+                addr = (addr[0], addr[1])  # (and mypyc's compiled _admit checks tuple[str, int])
             # the C socket type: none of the Python-level socket.socket wrapper's costs
             self._admit(_socket.socket(self._family, _STREAM, 0, cfd), addr)
 

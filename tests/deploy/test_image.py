@@ -104,3 +104,13 @@ def test_sigterm_to_pid_1_drains_then_exits_0_within_the_grace(container):
         assert GRACE - 0.5 <= elapsed <= GRACE + 10
     finally:
         held.close()
+
+
+def test_the_image_runs_compiled_without_a_compiler(image):
+    """The build stage compiles relay with mypyc; the runtime stage ships no gcc or headers."""
+    version = docker("run", "--rm", "--entrypoint", "relay", image, "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip().endswith("(compiled)"), version.stdout
+    tools = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                   "command -v gcc cc || ls /usr/include/python3*/Python.h || echo none")
+    assert tools.stdout.strip() == "none", tools.stdout

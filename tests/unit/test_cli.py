@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from relay import __version__
+from relay.build import flavour
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +20,8 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_version():
     result = run("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"relay {__version__}"
+    # (compiled) with `make compiled`'s .so files in the tree, (pure) without (make pure)
+    assert result.stdout.strip() == f"relay {__version__} ({flavour()})"
 
 
 def test_check_example_config_prints_summary():

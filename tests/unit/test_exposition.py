@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import (
@@ -21,6 +21,7 @@ from relay.exposition import pieces
 from relay.net.admin import is_loopback
 from relay.net.resolve import SockAddr
 from relay.net.sliced import SlicedJob
+from tests.support.clock import turn
 
 
 class _Custom:
@@ -64,23 +65,8 @@ def test_with_created_series_each_family_comes_whole_and_the_same():
         disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-class _Loop:
-    """The reactor's call_soon, turned by hand."""
-
-    def __init__(self) -> None:
-        self.soon: list[Callable[[], None]] = []
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        self.soon.append(callback)
-
-    def turn(self) -> None:
-        callbacks, self.soon = self.soon, []
-        for callback in callbacks:
-            callback()
-
-
-def test_a_sliced_job_yields_to_the_loop_and_hands_back_its_values():
-    loop = _Loop()
+def test_a_sliced_job_yields_to_the_loop_and_hands_back_its_values(reactors):
+    loop = reactors(0.0)  # its call_soon queue, turned by hand
     done: list[tuple[list[int], BaseException | None]] = []
 
     def steps() -> Iterator[int | None]:
@@ -88,26 +74,25 @@ def test_a_sliced_job_yields_to_the_loop_and_hands_back_its_values():
             yield None
             yield i
 
-    SlicedJob(loop, steps(), lambda r, e: done.append((r, e)), budget=-1.0)  # type: ignore[arg-type]
+    SlicedJob(loop, steps(), lambda r, e: done.append((r, e)), budget=-1.0)
     turns = 0
-    while loop.soon:
-        loop.turn()
+    while turn(loop):
         turns += 1
     assert done == [([0, 1, 2, 3, 4], None)]
     assert turns == 11  # one step a turn with no budget, then the end
 
 
-def test_a_sliced_job_that_fails_reports_the_error_once():
-    loop = _Loop()
+def test_a_sliced_job_that_fails_reports_the_error_once(reactors):
+    loop = reactors(0.0)
     done: list[tuple[list[int], BaseException | None]] = []
 
     def steps() -> Iterator[int]:
         yield 1
         raise ValueError("boom")
 
-    SlicedJob(loop, steps(), lambda r, e: done.append((r, e)))  # type: ignore[arg-type]
-    while loop.soon:
-        loop.turn()
+    SlicedJob(loop, steps(), lambda r, e: done.append((r, e)))
+    while turn(loop):
+        pass
     assert len(done) == 1 and done[0][0] == [] and isinstance(done[0][1], ValueError)
 
 

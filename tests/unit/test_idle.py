@@ -180,7 +180,7 @@ class FakeSession:
 
 def test_a_quiet_session_closes_after_its_timeout_at_most_one_slot_late():
     reactor = FakeReactor()
-    slots = IdleSlots(reactor)  # type: ignore[arg-type]
+    slots = IdleSlots(reactor.reactor)
     session = FakeSession(slots, reactor, idle=0.3)
     reactor.advance_to(1000.299)
     assert session.closed_at is None
@@ -191,7 +191,7 @@ def test_a_quiet_session_closes_after_its_timeout_at_most_one_slot_late():
 
 def test_an_active_session_is_not_closed_and_closes_once_it_goes_quiet():
     reactor = FakeReactor()
-    slots = IdleSlots(reactor)  # type: ignore[arg-type]
+    slots = IdleSlots(reactor.reactor)
     session = FakeSession(slots, reactor, idle=1.0)
     for step in range(1, 50):  # bytes every 100 ms for ~5 s
         reactor.advance_to(1000.0 + step * 0.1)
@@ -205,7 +205,7 @@ def test_an_active_session_is_not_closed_and_closes_once_it_goes_quiet():
 
 def test_a_closed_session_leaves_its_slot_and_is_never_asked_again():
     reactor = FakeReactor()
-    slots = IdleSlots(reactor)  # type: ignore[arg-type]
+    slots = IdleSlots(reactor.reactor)
     session = FakeSession(slots, reactor, idle=0.5)
     session.close()
     assert session.idle_slot is None and len(slots) == 0
@@ -216,7 +216,7 @@ def test_a_closed_session_leaves_its_slot_and_is_never_asked_again():
 def test_churn_of_short_sessions_under_a_long_idle_timeout_leaves_nothing_behind():
     # 20,000 sessions of a few ms each, idle_timeout 1 h: slots and their queue stay small
     reactor = FakeReactor()
-    slots = IdleSlots(reactor)  # type: ignore[arg-type]
+    slots = IdleSlots(reactor.reactor)
     for _ in range(20_000):
         reactor.advance_to(reactor.now + 0.005)
         FakeSession(slots, reactor, idle=3600.0).close()
@@ -230,7 +230,7 @@ def test_churn_of_short_sessions_under_a_long_idle_timeout_leaves_nothing_behind
 
 def test_many_sessions_with_different_timeouts_each_close_in_time():
     reactor = FakeReactor()
-    slots = IdleSlots(reactor)  # type: ignore[arg-type]
+    slots = IdleSlots(reactor.reactor)
     sessions = []
     for i in range(300):
         reactor.advance_to(reactor.now + 0.001 * (i % 7))

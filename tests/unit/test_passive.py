@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ import pytest
 from relay.config import parse_config
 from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
 from relay.net.backends import Backend, BackendGroup, FollowerGroup
+from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr
-from relay.net.timers import Timer, TimerHeap
+from tests.support.clock import Reactors
 
 # -- the rule ----------------------------------------------------------------------------
 
@@ -46,18 +46,6 @@ def test_early_checks_none_while_one_runs_and_at_most_one_per_interval():
 # -- a backend group on a fake clock -----------------------------------------------------------
 
 
-class FakeReactor:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.timers = TimerHeap()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.add(when, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.add(self.now + delay, callback)
-
-
 class FakeChecker:
     def __init__(self) -> None:
         self.in_flight = False
@@ -68,8 +56,8 @@ class FakeChecker:
         self.in_flight = True
 
 
-def group_of(kind: str = "tcp", backends: int = 2, group_type: type[BackendGroup] = BackendGroup,
-             **retry: Any) -> tuple[BackendGroup, FakeReactor]:
+def group_of(reactors: Reactors, kind: str = "tcp", backends: int = 2,
+             group_type: type[BackendGroup] = BackendGroup, **retry: Any) -> tuple[BackendGroup, Reactor]:
     retry_toml = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in retry.items())
     lines = [f'[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\n'
              f'[listener.health]\nkind = "{kind}"\ninterval = "2s"\nfall = 3\n'
@@ -78,14 +66,14 @@ def group_of(kind: str = "tcp", backends: int = 2, group_type: type[BackendGroup
               for i in range(backends)]
     config = parse_config("\n".join(lines))
     (lc,) = config.listeners
-    reactor = FakeReactor()
+    reactor = reactors(100.0)  # a real Reactor on a hand-moved clock: its loop never runs
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
-    return group_type(reactor, lc, members, random.Random(7)), reactor  # type: ignore[arg-type]
+    return group_type(reactor, lc, members, random.Random(7)), reactor
 
 
-def test_resets_before_the_first_byte_never_move_the_tier_only_ask_for_checks():
-    group, reactor = group_of()
+def test_resets_before_the_first_byte_never_move_the_tier_only_ask_for_checks(reactors):
+    group, reactor = group_of(reactors)
     primary = group.backends[0]
     checker = FakeChecker()
     primary.checker = checker  # type: ignore[assignment]
@@ -101,8 +89,8 @@ def test_resets_before_the_first_byte_never_move_the_tier_only_ask_for_checks():
     assert checker.early == 2
 
 
-def test_ends_the_client_provoked_ask_for_nothing():
-    group, _ = group_of()
+def test_ends_the_client_provoked_ask_for_nothing(reactors):
+    group, _ = group_of(reactors)
     primary = group.backends[0]
     checker = FakeChecker()
     primary.checker = checker  # type: ignore[assignment]
@@ -111,8 +99,8 @@ def test_ends_the_client_provoked_ask_for_nothing():
     assert checker.early == 0
 
 
-def test_with_health_none_nothing_is_asked():
-    group, _ = group_of(kind="none")
+def test_with_health_none_nothing_is_asked(reactors):
+    group, _ = group_of(reactors, kind="none")
     primary = group.backends[0]
     checker = FakeChecker()
     primary.checker = checker  # type: ignore[assignment]
@@ -120,8 +108,8 @@ def test_with_health_none_nothing_is_asked():
     assert checker.early == 0
 
 
-def test_a_worker_asks_the_supervisor_for_the_check_rate_limited_too():
-    group, reactor = group_of(group_type=FollowerGroup)
+def test_a_worker_asks_the_supervisor_for_the_check_rate_limited_too(reactors):
+    group, reactor = group_of(reactors, group_type=FollowerGroup)
     assert isinstance(group, FollowerGroup)
     asked: list[str] = []
     group.report_check = lambda g, b: asked.append(b.name)
@@ -131,8 +119,8 @@ def test_a_worker_asks_the_supervisor_for_the_check_rate_limited_too():
     assert asked == ["b0"]
 
 
-def test_a_connect_failure_still_counts_at_once():
-    group, _ = group_of()
+def test_a_connect_failure_still_counts_at_once(reactors):
+    group, _ = group_of(reactors)
     group.connect_failed(group.backends[0], "refused: Connection refused")
     assert not group.backends[0].health.available
     assert group.tiers.serving == 1
@@ -141,16 +129,16 @@ def test_a_connect_failure_still_counts_at_once():
 # -- retry order and the last-resort gate --------------------------------------------------
 
 
-def test_an_untried_candidate_is_tried_at_once_a_tried_one_waits():
-    group, _ = group_of()
+def test_an_untried_candidate_is_tried_at_once_a_tried_one_waits(reactors):
+    group, _ = group_of(reactors)
     primary, backup = group.backends
     group.connect_failed(primary, "refused: Connection refused")  # suspect: backup serves
     assert group.choose([primary], untried_only=True) is backup  # no backoff before it
     assert group.choose([primary, backup], untried_only=True) is None  # now a backoff step
 
 
-def test_with_every_backend_down_n_clients_cost_one_connect_per_backend_per_backoff_step():
-    group, reactor = group_of(backoff_initial="50ms", backoff_max="1s", multiplier=2.0,
+def test_with_every_backend_down_n_clients_cost_one_connect_per_backend_per_backoff_step(reactors):
+    group, reactor = group_of(reactors, backoff_initial="50ms", backoff_max="1s", multiplier=2.0,
                               jitter=0.2)
     for b in group.backends:
         group.connect_failed(b, "refused: Connection refused")
@@ -171,8 +159,8 @@ def test_with_every_backend_down_n_clients_cost_one_connect_per_backend_per_back
     assert connects >= 2  # the gate does open: health may be wrong
 
 
-def test_a_success_through_the_gate_opens_it_again():
-    group, _ = group_of(backends=1)
+def test_a_success_through_the_gate_opens_it_again(reactors):
+    group, _ = group_of(reactors, backends=1)
     (only,) = group.backends
     group.connect_failed(only, "refused: Connection refused")
     assert group.choose([]) is only  # the gate's one try

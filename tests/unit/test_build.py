@@ -1,0 +1,29 @@
+"""relay runs compiled (mypyc .so modules) or pure, and says which (relay --version)."""
+
+import importlib
+from pathlib import Path
+
+from relay.build import HOT, flavour, is_compiled
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_flavour_is_what_python_imports():
+    loaded = [importlib.import_module(m).__file__ or "" for m in HOT]
+    compiled = [f.endswith(".so") for f in loaded]
+    assert flavour() == ("compiled" if all(compiled) else "pure" if not any(compiled)
+                         else "partly compiled")
+    for module, is_so in zip(HOT, compiled, strict=True):
+        assert is_compiled(module) == is_so
+
+
+def test_modules_never_compiled_and_unknown_ones_are_not_compiled():
+    assert not is_compiled("relay.cli")  # not in setup.py's COMPILED set
+    assert not is_compiled("relay.no_such_module")
+    assert not is_compiled("")
+
+
+def test_the_hot_modules_are_in_the_compiled_set():
+    text = (REPO / "setup.py").read_text()
+    for module in HOT:
+        assert f'"{module.replace(".", "/")}.py"' in text
