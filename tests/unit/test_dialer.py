@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import random
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,40 +15,20 @@ from relay.config import parse_config
 from relay.net import dialer
 from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
-from relay.net.reactor import EPOLLOUT
+from relay.net.reactor import EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
-from relay.net.timers import Timer, TimerHeap
+from tests.support.clock import advance_to
 
 
-class FakeReactor:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.timers = TimerHeap()
-        self.handlers: dict[int, Any] = {}
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.add(when, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.timers.add(self.now + delay, callback)
-
-    def register(self, fd: int, mask: int, handler: Any) -> None:
-        self.handlers[fd] = handler
-
-    def unregister(self, fd: int) -> None:
-        self.handlers.pop(fd, None)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for timer in self.timers.pop_due(self.now):
-            timer.callback()
+def advance(reactor: Reactor, seconds: float) -> None:
+    advance_to(reactor, reactor.now + seconds)
 
 
 class FakeSession:
     """What a dial needs of its session and its listener (the fake is both); records what the
     dial did to it."""
 
-    def __init__(self, group: BackendGroup, reactor: FakeReactor, config: Any) -> None:
+    def __init__(self, group: BackendGroup, reactor: Reactor, config: Any) -> None:
         self.group = group
         self.reactor = reactor
         self.config = config
@@ -81,7 +60,8 @@ def race(monkeypatch):
         '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
         '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
     (lc,) = config.listeners
-    reactor = FakeReactor()
+    reactor = Reactor()  # a real one (compiled code takes no look-alike), never polled:
+    reactor.now = 100.0  # its clock moved and its timers fired by hand (tests/support/clock.py)
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
@@ -97,14 +77,15 @@ def race(monkeypatch):
     session = FakeSession(group, reactor, lc)
     dial = dialer.Dial(session, session)  # type: ignore[arg-type]
     dial.start()
-    reactor.advance(0.021)  # the hedge fires at 20 ms
+    advance(reactor, 0.021)  # the hedge fires at 20 ms
     assert dial.primary is not None and dial.hedge is not None and session.hedged
     yield group, reactor, session, dial
     for s in sockets:
         s.close()
+    reactor.close()
 
 
-def pending(reactor: FakeReactor, name: str) -> PendingConnect[Backend]:
+def pending(reactor: Reactor, name: str) -> PendingConnect[Backend]:
     (found,) = [h for h in reactor.handlers.values()
                 if isinstance(h, PendingConnect) and h.backend.name == name]
     return found
@@ -122,7 +103,7 @@ def test_hedge_wins_the_primary_is_watched_on_and_its_failure_counted(race):
     assert session.got is not None and session.got[0].name == "c"
     assert group.hedge_outcomes["hedge_won"] == 1 and group.hedges.in_flight == 0
     assert isinstance(primary.watcher, dialer.Loser)
-    reactor.advance(1.0)  # the loser's deadline passes: a timeout of "a"
+    advance(reactor, 1.0)  # the loser's deadline passes: a timeout of "a"
     a = group.by_name["a"]
     assert a.connect_errors["timeout"] == 1
     assert a.health.last_error == "timeout: Connection timed out"

@@ -253,7 +253,7 @@ def test_busy_sessions_rejoining_keep_one_timer_and_fire_once_per_slot():
             fires[0] += 1
             super()._fire()
 
-    slots = Counting(reactor)  # type: ignore[arg-type]
+    slots = Counting(reactor.reactor)
     sessions = [FakeSession(slots, reactor, idle=1.0) for _ in range(200)]
     start = reactor.now
     for step in range(1, 51):  # 5 s, every session active every 100 ms
