@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, get_args
 from urllib.parse import urlsplit
 
+from relay.config import converters as to
 from relay.config.model import (
     Address,
     AuthorityConfig,
@@ -19,7 +20,7 @@ from relay.config.model import (
     BackendConfig,
     ReplicaUse,
 )
-from relay.config.values import parse_address, parse_duration, show_value
+from relay.config.values import parse_address, show_value
 
 AUTHORITY_KEYS = ("kind", "sentinels", "master_name", "password_file", "interval",
                   "stale_after", "replicas")
@@ -45,11 +46,11 @@ def read_authority(t: Table) -> AuthorityConfig | None:
     """The listener's [listener.authority] table `t` (empty when absent: None)."""
     if not t.data:
         return None
-    kind = t.require("kind", _choice(_KINDS))
-    interval = t.get("interval", _duration(positive=True), 1.0)
-    stale_after = t.get("stale_after", _duration(), 30.0)
+    kind = t.require("kind", to.choice(_KINDS))
+    interval = t.get("interval", to.duration(positive=True), 1.0)
+    stale_after = t.get("stale_after", to.duration(), 30.0)
     default: ReplicaUse = "backup"
-    replicas = t.get("replicas", _choice(_REPLICAS), default)
+    replicas = t.get("replicas", to.choice(_REPLICAS), default)
     if kind is None:
         return None
     if kind == "http":
@@ -101,27 +102,6 @@ def role_url(value: object) -> str:
     parse_role_url(value)
     assert isinstance(value, str)
     return value
-
-
-def _choice(options: tuple[T, ...]) -> Callable[[object], T]:
-    def convert(value: object) -> T:
-        for option in options:
-            if value == option:
-                return option
-        shown = ", ".join(f'"{o}"' for o in options)
-        raise ValueError(f"must be one of {shown}, got {show_value(value)}")
-
-    return convert
-
-
-def _duration(*, positive: bool = False) -> Callable[[object], float]:
-    def convert(value: object) -> float:
-        seconds = parse_duration(value)
-        if positive and seconds <= 0:
-            raise ValueError(f"must be a duration > 0, got {show_value(value)}")
-        return seconds
-
-    return convert
 
 
 def _sentinels(value: object) -> tuple[Address, ...]:
