@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.clock import Reactors
+from tests.support.named import Named
 from tests.support.relayproc import RelayProcess, toml_config
 from tests.support.servers import EchoServer
 
@@ -59,6 +60,15 @@ def reactors() -> Iterator[Reactors]:
     made = Reactors()
     yield made
     made.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Named, Named]]:
+    """Two named backends ("primary", "backup") that greet each client with their name."""
+    primary, backup = Named("primary"), Named("backup")
+    yield primary, backup
+    primary.stop()
+    backup.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 
 from tests.component.test_admin import listeners
 from tests.conftest import IN_CI, require_tool
-from tests.support.named import Named
 from tests.support.wait import wait_for
 
 TOKEN = "s3cret-token"
@@ -54,12 +53,6 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Named, Named]]:
-    primary, backup = Named("primary"), Named("backup")
-    yield primary, backup
-    primary.stop()
-    backup.stop()
 
 
 def test_status_page_follows_a_failover_and_acts_with_the_token(browser, pair, start_relay,

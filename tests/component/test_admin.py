@@ -15,12 +15,6 @@ from tests.support.wait import wait_for
 TOKEN = "s3cret-token"
 
 
-@pytest.fixture
-def pair():
-    primary, backup = Named("primary"), Named("backup")
-    yield primary, backup
-    primary.stop()
-    backup.stop()
 
 
 def listeners(primary: Named, backup: Named, **extra: object) -> list[dict[str, object]]:

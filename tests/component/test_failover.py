@@ -41,12 +41,6 @@ def config(primary: Named, backup: Named, **listener: object) -> str:
     return toml_config([settings], {"log_format": "json"})
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Named, Named]]:
-    primary, backup = Named("primary"), Named("backup")
-    yield primary, backup
-    primary.stop()
-    backup.stop()
 
 
 @pytest.fixture

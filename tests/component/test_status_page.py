@@ -8,16 +8,7 @@ import json
 import pytest
 
 from tests.component.test_admin import AUTH, listeners
-from tests.support.named import Named
 from tests.support.wait import wait_for
-
-
-@pytest.fixture
-def pair():
-    primary, backup = Named("primary"), Named("backup")
-    yield primary, backup
-    primary.stop()
-    backup.stop()
 
 
 @pytest.fixture

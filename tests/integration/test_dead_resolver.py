@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.support.netns import Netns
-from tests.support.relayproc import RelayProcess
+from tests.support.relayproc import RelayProcess, admin_request
 from tests.support.servers import ThreadServer
 from tests.support.wait import wait_for
 
@@ -225,10 +225,10 @@ def test_a_dead_resolver_stalls_no_session_on_down_transition_or_reload(dead_dns
         assert during and all(r == 200 for r in during), during
         assert NAME in str(rejected["problem"])  # refused, counted, the old config runs on
         assert failed["kept"] == f"{ns.host_ip}:{db.port}"  # last good address kept
-        status = json.loads(_get(ns.ip, admin_port, "/status"))
+        status = json.loads(admin_request(admin_port, "GET", "/status", host=ns.ip)[1])
         db_backend = next(lst for lst in status["listeners"] if lst["name"] == "db")["backends"][0]
         assert db_backend["address"] == f"{ns.host_ip}:{db.port}"
-        metrics = _get(ns.ip, admin_port, "/metrics")
+        metrics = admin_request(admin_port, "GET", "/metrics", host=ns.ip)[1]
         assert 'relay_config_reloads_total{result="failure"} 1.0' in metrics
         assert 'relay_backend_resolve_failures_total{backend="db",listener="db"} 1.0' in metrics
         relay.signal(signal.SIGTERM)
@@ -248,14 +248,6 @@ def test_a_dead_resolver_stalls_no_session_on_down_transition_or_reload(dead_dns
         with contextlib.suppress(OSError):
             db.close()
 
-
-def _get(host: str, port: int, path: str) -> str:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
 
 
 def test_start_up_waits_for_a_dead_resolver_in_parallel_and_bounded(dead_dns, tmp_path):

@@ -11,7 +11,6 @@ and no session waits for it.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ import pytest
 
 from tests.conftest import IN_CI, require_tool
 from tests.support.netns import Netns
-from tests.support.relayproc import RelayProcess
+from tests.support.relayproc import RelayProcess, admin_request
 from tests.support.servers import ThreadServer
 from tests.support.wait import wait_for
 
@@ -153,14 +152,6 @@ class Client(threading.Thread):
         return max(s for t, _, s in self.rounds if start <= t < end)
 
 
-def _get(host: str, port: int, path: str) -> str:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
-
 
 def test_records_come_and_go_while_traffic_flows_and_a_dead_resolver_stalls_nothing(
         dns_ns, tmp_path):
@@ -192,7 +183,8 @@ def test_records_come_and_go_while_traffic_flows_and_a_dead_resolver_stalls_noth
             conn.close()
         assert held is not None
 
-        assert f'backend="{names[0]}"' in _get(ns.ip, admin_port, "/metrics")  # a scrape
+        scraped = admin_request(admin_port, "GET", "/metrics", host=ns.ip)[1]  # a scrape
+        assert f'backend="{names[0]}"' in scraped
         # extra[0] goes, extra[2] comes
         hosts.write_text(f"{extra[1]} {NAME}\n{extra[2]} {NAME}\n")
         dnsmasq_pid = _dnsmasq_pid(hosts)
@@ -206,12 +198,13 @@ def test_records_come_and_go_while_traffic_flows_and_a_dead_resolver_stalls_noth
         assert extra[0] not in client.seen(after), "a new session went to a drained record"
         held.sendall(b"still here\n")
         assert held.recv(64) == b"still here\n", "the drained backend's session was cut"
-        metrics = _get(ns.ip, admin_port, "/metrics")
+        metrics = admin_request(admin_port, "GET", "/metrics", host=ns.ip)[1]
         assert f'backend="{names[0]}"' in metrics  # its session is open: its series stay
         held.close()
         held = None
-        wait_for(lambda: f'backend="{names[0]}"' not in _get(ns.ip, admin_port, "/metrics"),
-                 timeout=10)  # closed, shown once, then gone
+        # closed, shown once, then gone
+        wait_for(lambda: f'backend="{names[0]}"'
+                 not in admin_request(admin_port, "GET", "/metrics", host=ns.ip)[1], timeout=10)
 
         # a resolver that never answers: the last answer stays, nothing waits for it
         baseline_start = time.monotonic()
@@ -224,7 +217,7 @@ def test_records_come_and_go_while_traffic_flows_and_a_dead_resolver_stalls_noth
         time.sleep(max(3 * INTERVAL, 2 * DNS_TIMEOUT) * 2)  # several more lookups fail
         window_end = time.monotonic()
         assert relay.count("discovery_failed") == 1  # logged once
-        metrics = _get(ns.ip, admin_port, "/metrics")
+        metrics = admin_request(admin_port, "GET", "/metrics", host=ns.ip)[1]
         failures = [line for line in metrics.splitlines()
                     if line.startswith("relay_backend_resolve_failures_total")
                     and names[1] in line]

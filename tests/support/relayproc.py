@@ -50,10 +50,10 @@ def toml_config(listeners: list[dict[str, object]], runtime: dict[str, object] |
 
 
 def admin_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
-                  timeout: float = 10.0) -> tuple[int, str]:
+                  timeout: float = 10.0, host: str = "127.0.0.1") -> tuple[int, str]:
     import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, headers=headers or {})
         response = conn.getresponse()
