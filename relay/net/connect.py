@@ -112,8 +112,7 @@ class PendingConnect(Generic[B]):
             return
         self.reactor.unregister(self.fd)
         if reset:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(_SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            reset_on_close(sock)
         sock.close()
 
     def hand_over(self, handler: Handler) -> _socket.socket:
@@ -126,3 +125,9 @@ class PendingConnect(Generic[B]):
         assert sock is not None
         self.reactor.handlers[self.fd] = handler
         return sock
+
+
+def reset_on_close(sock: _socket.socket) -> None:
+    """Make close() send RST, not FIN (SO_LINGER 0): the peer cannot take it for an end."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(_SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import _socket
 import array
-import contextlib
 import fcntl
 import socket
-import struct
 import termios
 from collections import Counter
 from typing import TYPE_CHECKING, Protocol
@@ -36,13 +34,13 @@ from relay.core.proxy_header import (
     parse,
 )
 from relay.logs import log
+from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP, Reactor
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 REJECT_LOG_INTERVAL = 10.0  # seconds between aggregated rejection lines per listener
-_LINGER_RESET = struct.pack("ii", 1, 0)
 _PEEK = socket.MSG_PEEK
 # edge-triggered: the header is only peeked at, so its bytes stay readable; level-triggered
 # epoll would wake us for them again and again while we wait for the rest
@@ -87,8 +85,7 @@ class Edge:
 
 def reset_and_close(sock: _socket.socket) -> None:
     """Refuse a client with RST: nothing it could read as an answer."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    reset_on_close(sock)
     sock.close()
 
 

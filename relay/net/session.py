@@ -10,15 +10,14 @@ nowhere to go": the kernel's socket buffers fill and TCP's window closes.
 from __future__ import annotations
 
 import _socket
-import contextlib
 import errno
 import os
 import socket
-import struct
 from typing import TYPE_CHECKING, Protocol
 
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import SESSION_MASK as _MASK
+from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
@@ -34,7 +33,6 @@ _READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _BROKEN = EPOLLERR | EPOLLHUP  # events the short paths of Session.on_event leave to the full one
-_LINGER_RESET = struct.pack("ii", 1, 0)
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 # Direction.pump results: nothing more to do now, more to do (budget spent), a socket reset,
@@ -123,7 +121,7 @@ class Direction:
 
     def received(self) -> bool:
         """Any byte read from src so far (delivered or still waiting)."""
-        return self.bytes > 0 or self.pending > 0 or self.end > 0
+        return self.bytes > 0 or self.waiting()
 
     def pump(self) -> int:
         # (Session.on_event has this test inline for its reading direction)
@@ -509,7 +507,7 @@ class Session:
         self.server_end = None
         self.reactor.handlers.pop(end.fd, None)
         if reset:
-            _reset(end.sock)
+            reset_on_close(end.sock)
         end.sock.close()
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
@@ -532,12 +530,6 @@ class Session:
         self._drop_server_end(reset or reset_backend)
         self.reactor.handlers.pop(self.client.fd, None)
         if reset or reset_client:
-            _reset(self.client.sock)
+            reset_on_close(self.client.sock)
         self.client.sock.close()
         self.listener.session_closed(self, was_relaying)
-
-
-def _reset(sock: _socket.socket) -> None:
-    """Make close() send RST, not FIN."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
