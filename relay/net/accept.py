@@ -50,12 +50,13 @@ class AcceptPause:
         self.reactor.call_later(seconds, lambda: self._rested(then))
 
     def _rested(self, then: Callable[[], None]) -> None:
-        if not self.paused:
-            return  # a reload adopted another socket meanwhile
-        self._resume()
-        then()
+        if self.paused:  # (not: a reload adopted another socket meanwhile)
+            self._resume()
+            then()
 
     def _resume(self) -> None:
+        if not self.paused:
+            return  # a reload adopted another socket meanwhile (already accepting, or held)
         self.paused = False
         sock = self.sock_of()
         if sock is not None:
