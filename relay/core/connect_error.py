@@ -35,6 +35,11 @@ def classify(err: int) -> str:
 def describe(err: int) -> tuple[str, str, str]:
     """(reason, the errno's text, the detail kept as last_error): "refused: Connection
     refused"; an errno without a reason of its own is its text alone."""
-    reason = _BY_ERRNO.get(err, OTHER)
+    reason = classify(err)
     text = os.strerror(err) if err else reason
     return reason, text, (f"{reason}: {text}" if reason != OTHER else text)
+
+
+def detail(err: int) -> str:
+    """The one text an errno has everywhere (a check's or a session's last_error)."""
+    return describe(err)[2]

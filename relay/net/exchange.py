@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from relay.core.connect_error import describe
+from relay.core.connect_error import detail
 from relay.net import connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT
 from relay.net.resolve import SockAddr
@@ -51,7 +51,7 @@ class Exchange(Generic[V]):
             return
         self.sock = sock
         if err not in (0, errno.EINPROGRESS):
-            reactor.call_soon(lambda: self._end(_describe(err)))
+            reactor.call_soon(lambda: self._end(detail(err)))
             return
         reactor.register(sock.fileno(), EPOLLOUT | EPOLLIN, self)
         if timeout is not None:
@@ -85,7 +85,7 @@ class Exchange(Generic[V]):
         if not self.connected:
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                self._end(_describe(err))
+                self._end(detail(err))
                 return
             self.connected = True
             self.reactor.modify(fd, EPOLLIN)
@@ -98,7 +98,7 @@ class Exchange(Generic[V]):
         except BlockingIOError:
             return
         except OSError as exc:
-            self._end(_describe(exc.errno or 0))
+            self._end(detail(exc.errno or 0))
             return
         if not data:
             self._end("closed by peer")
@@ -129,7 +129,7 @@ class Exchange(Generic[V]):
         except BlockingIOError:
             return True
         except OSError as exc:
-            self._end(_describe(exc.errno or 0))
+            self._end(detail(exc.errno or 0))
             return False
         self.pending = self.pending[sent:]
         if self.pending:  # a few hundred bytes never fill a fresh socket's buffer
@@ -146,9 +146,6 @@ class Exchange(Generic[V]):
         self.close()
         self.on_end(error)
 
-
-def _describe(err: int) -> str:
-    return describe(err)[2]  # the one text an errno has everywhere (relay/core/connect_error.py)
 
 
 __all__ = ["Exchange"]
