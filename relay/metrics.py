@@ -10,7 +10,6 @@ DURATION_BUCKETS are defined with the counts that use them.
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -21,7 +20,6 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     gc_collector,
-    generate_latest,
     platform_collector,
     process_collector,
 )
@@ -149,7 +147,7 @@ class Metrics:
                        counts: HistogramCounts) -> None:
         """Bring a histogram child up to the bucket counts and sum the data path keeps."""
         key = (metric, *labels)
-        buckets, total = counts.buckets(), counts.owner.counts[counts.sum_slot]
+        buckets, total = counts.buckets(), counts.sum_ns()
         seen_buckets, seen_total = self._hist_seen.get(key, ([0] * len(buckets), 0))
         child = metric.labels(*labels)
         inner = getattr(child, "_buckets", None)
@@ -257,37 +255,9 @@ class Metrics:
             self._seen.pop((metric, *labels), None)
             self._hist_seen.pop((metric, *labels), None)
 
-    def render(self, server: Measured) -> bytes:
-        self.flush(server)
-        text = generate_latest(self.registry)
-        self._reported |= self._final  # removed backends' final values have been shown
-        return text
-
     def render_steps(self, server: Measured) -> Iterator[bytes | None]:
-        """render() in steps (None while flushing, then the text in pieces): what /metrics
+        """The /metrics text in steps (None while flushing, then the text in pieces): what it
         runs a few milliseconds at a time so that no session waits for a whole render."""
         yield from self.flush_steps(server)
         yield from pieces(self.registry)
         self._reported |= self._final  # removed backends' final values have been shown
-
-
-
-def observe_many(child: Histogram, values: list[float]) -> None:
-    """child.observe(v) for each v, in one pass: one increment per bucket and one for the
-    sum, instead of a Python loop over the bounds and two locked increments per value (a
-    busy listener closes thousands of sessions a second). Falls back to observe() should
-    prometheus_client's histogram ever lay out its internals differently."""
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for value in values:
-            child.observe(value)
-        return
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
-    for bucket, count in zip(buckets, counts, strict=True):
-        if count:
-            bucket.inc(count)
-    total.inc(sum(values))

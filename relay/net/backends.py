@@ -457,9 +457,6 @@ class BackendGroup:
         transition = backend.health.traffic_failed(self.reactor.now, error)
         self._after(backend, transition, was_available)
 
-    def retry_delay(self, attempt: int) -> float:
-        return self.retry_backoff.delay(attempt, self.rng)
-
     # -- transitions ------------------------------------------------------------------
 
     def _after(self, backend: Backend, transition: Transition | None, was_available: bool) -> None:

@@ -102,8 +102,9 @@ class HistogramCounts:
     def buckets(self) -> list[int]:
         return list(self.owner.counts[self.first:self.first + len(self.bounds) + 1])
 
-    def total(self) -> float:
-        return self.owner.counts[self.sum_slot] / 1e9
+    def sum_ns(self) -> int:
+        """The sum of the observed values, in nanoseconds."""
+        return self.owner.counts[self.sum_slot]
 
 
 def new_counts(fields: tuple[str, ...]) -> list[int]:

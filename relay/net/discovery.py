@@ -81,7 +81,7 @@ class DnsDiscovery:
         if not change.changed:
             return
         for address in change.add:
-            self.members[address] = backend = self._member(address, answer[address])
+            self.members[address] = backend = self._member(answer[address])
             group.backends.append(backend)
             group.by_name[backend.name] = backend
             if group.config.health.kind != "none":
@@ -102,8 +102,7 @@ class DnsDiscovery:
                        added=len(change.add), drained=len(change.drain))
         group.refresh_tiers()
 
-    def _member(self, address: str, target: SockAddr) -> Backend:
-        from relay.net.backends import Backend  # (backends imports this module)
+    def _member(self, target: SockAddr) -> Backend:
         return Backend(member_config(self.template, target), target, self.group.config)
 
 

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 
 class RelayServer:
+    """One process that does everything: accepts and relays, checks health, serves admin.
+    Its two relatives with workers: ControlServer (the supervisor's) and WorkerServer."""
+
     HEARTBEAT = 1.0  # seconds between heartbeats of the loop
     # heartbeats between metrics flushes: every scrape flushes first anyway; this one keeps
     # the series current between scrapes at a small cost (a flush of 4,000 backends is
@@ -48,9 +51,6 @@ class RelayServer:
     FLUSH_EVERY = 30
     HEARTBEAT_STALE = 3.0  # /healthz fails when the last heartbeat is older than this
     STALL_MEMORY = 5.0  # ... and for this long after the loop was stuck that long
-
-    """One process that does everything: accepts and relays, checks health, serves admin.
-    Its two relatives with workers: ControlServer (the supervisor's) and WorkerServer."""
 
     accepts = True  # its listeners accept clients (ControlServer's only hold the sockets)
     group_type: type[BackendGroup] = BackendGroup  # who decides health: its own checks
