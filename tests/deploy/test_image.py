@@ -71,7 +71,11 @@ def test_image_relays_answers_probes_and_runs_as_non_root(container):
     with socket.create_connection(("127.0.0.1", int(container["port"])), timeout=10) as conn:
         conn.sendall(b"through the container")
         assert conn.recv(100) == b"through the container"
-    assert admin_request(int(container["admin"]), "GET", "/readyz")[0] == 200
+    # /readyz turns 200 once every worker has said it is ready (a worker still importing
+    # says 503 "workers: 1 of 2 running"), which may come a moment after /healthz
+    wait_for(lambda: admin_request(int(container["admin"]), "GET", "/readyz")[0] == 200,
+             timeout=30, step=0.2,
+             message=lambda: str(admin_request(int(container["admin"]), "GET", "/readyz")))
     uid = docker("exec", name, "id", "-u")
     assert uid.returncode == 0 and uid.stdout.strip() == "10001"
     assert docker("inspect", "--format", "{{.Config.User}}", name).stdout.strip() == "10001:10001"
