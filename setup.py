@@ -51,8 +51,7 @@ COMPILED = [
     "relay/net/idle.py",
     "relay/net/counts.py",
     "relay/net/share.py",
-    # relay/net/dialer.py stays interpreted for now: its unit tests drive it with a duck-typed
-    # reactor (tests/unit/test_dialer.py), which compiled code refuses
+    "relay/net/dialer.py",
     "relay/net/backends.py",
     "relay/core/balance.py",
     "relay/core/candidates.py",

@@ -9,16 +9,20 @@ whose outcome still feeds passive health. Every outcome goes to the backend grou
 
 from __future__ import annotations
 
+import _socket
 import errno
 from typing import TYPE_CHECKING, Protocol
 
 from relay.core.dial import Connect, DialPlan, Step, Wait
 from relay.net.backends import Backend, BackendGroup
-from relay.net.connect import PendingConnect, start_connect
-from relay.net.session import End, Session
+from relay.net.connect import PendingConnect
+from relay.net.reactor import Handler
+from relay.net.session import Connecting, End
 
 if TYPE_CHECKING:
+    from relay.config import ListenerConfig
     from relay.net.reactor import Reactor
+    from relay.net.resolve import SockAddr
     from relay.net.timers import Timer
 
 _STARTED = (0, errno.EINPROGRESS)
@@ -26,12 +30,33 @@ _STARTED = (0, errno.EINPROGRESS)
 
 class DialHost(Protocol):
     """What a dial needs of the listener whose client it connects (relay.net.listener.Listener
-    is one): its loop, its backend group, and where a shortage of sockets is reported."""
+    is one): its loop, its backend group, how a connect starts (relay.net.connect.start_connect;
+    a test decides outcomes here) and where a shortage of sockets is reported."""
 
     reactor: Reactor
     group: BackendGroup
 
+    def start_connect(self, target: SockAddr) -> tuple[_socket.socket, int]: ...
+
     def out_of_fds(self, exc: OSError) -> None: ...
+
+
+class Dialing(Handler, Protocol):
+    """What a dial needs of the session it connects (relay.net.session.Session is one; a
+    protocol, not the class, so that the compiled dialer takes the tests' stand-ins); once
+    connected, the session handles its backend socket's events."""
+
+    config: ListenerConfig
+    opened: float
+    client_addr: str
+    backend: Backend | None
+    dial: Connecting | None
+    hedged: bool
+
+    def connected(self, backend: Backend, server_end: End, seconds: float) -> None: ...
+
+    def close(self, cause: str, reset: bool = False, reset_client: bool = False,
+              reset_backend: bool = False) -> None: ...
 
 
 class Dial:
@@ -40,12 +65,12 @@ class Dial:
     __slots__ = ("group", "hedge", "hedge_failed", "hedge_timer", "listener", "plan", "primary",
                  "reactor", "session", "wait_timer")
 
-    def __init__(self, listener: DialHost, session: Session) -> None:
+    def __init__(self, listener: DialHost, session: Dialing) -> None:
         config = session.config  # the session's: a reload changes only new sessions'
         self.listener = listener
         group = self.group = listener.group
         self.reactor = listener.reactor
-        self.session: Session | None = session
+        self.session: Dialing | None = session
         retry = config.retry
         self.plan: DialPlan[Backend] = DialPlan(group, session.opened, retry.attempts,
                                                 retry.deadline, config.connect_timeout,
@@ -86,11 +111,11 @@ class Dial:
             else:
                 session.close("no_backend")
 
-    def _connect(self, session: Session, step: Connect[Backend]) -> None:
+    def _connect(self, session: Dialing, step: Connect[Backend]) -> None:
         backend = step.backend
         session.backend = backend
         try:
-            sock, err = start_connect(backend.target)
+            sock, err = self.listener.start_connect(backend.target)
         except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
             self.listener.out_of_fds(exc)
             session.close("local_error")
@@ -134,7 +159,7 @@ class Dial:
         if target is None:
             return
         try:
-            sock, err = start_connect(target.target)
+            sock, err = self.listener.start_connect(target.target)
         except OSError:
             return  # no socket to spare: the first connect goes on alone
         self.plan.hedging(target)

@@ -13,6 +13,7 @@ from relay.logs import log
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.backends import BackendGroup
 from relay.net.buffers import BufferPool
+from relay.net.connect import start_connect
 from relay.net.counts import (
     ACCEPTED,
     DURATION_BUCKETS,
@@ -233,6 +234,10 @@ class Listener:
         self.clients -= 1
         self.server.clients -= 1
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
+
+    def start_connect(self, target: SockAddr) -> tuple[_socket.socket, int]:
+        """A backend connect for a dial (relay.net.dialer.DialHost)."""
+        return start_connect(target)
 
     def out_of_fds(self, exc: OSError) -> None:
         """A session could not get a socket: every listener rests, as on EMFILE at accept."""

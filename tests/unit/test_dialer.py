@@ -39,6 +39,7 @@ class FakeSession:
         self.dial: Any = None
         self.got: tuple[Backend, Any] | None = None
         self.closed: str | None = None
+        self.sockets: list[socket.socket] = []
 
     def connected(self, backend: Backend, server_end: Any, seconds: float) -> None:
         self.got = (backend, server_end)
@@ -51,9 +52,15 @@ class FakeSession:
     def out_of_fds(self, exc: OSError) -> None:
         pass
 
+    def start_connect(self, target: SockAddr) -> tuple[socket.socket, int]:
+        """Connects that stay pending until the test decides: socketpairs."""
+        ours, theirs = socket.socketpair()
+        self.sockets.extend((ours, theirs))
+        return ours, errno.EINPROGRESS
+
 
 @pytest.fixture
-def race(monkeypatch):
+def race():
     config = parse_config(
         '[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\nconnect_timeout = "1s"\n'
         '[listener.health]\nkind = "tcp"\n[listener.retry]\nhedge = "20ms"\nattempts = 1\n'
@@ -66,21 +73,13 @@ def race(monkeypatch):
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
     group.hedge_outcomes = {"primary_won": 0, "hedge_won": 0, "both_failed": 0}
-    sockets: list[socket.socket] = []
-
-    def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
-        ours, theirs = socket.socketpair()
-        sockets.extend((ours, theirs))
-        return ours, errno.EINPROGRESS
-
-    monkeypatch.setattr(dialer, "start_connect", start_connect)
     session = FakeSession(group, reactor, lc)
     dial = dialer.Dial(session, session)  # type: ignore[arg-type]
     dial.start()
     advance(reactor, 0.021)  # the hedge fires at 20 ms
     assert dial.primary is not None and dial.hedge is not None and session.hedged
     yield group, reactor, session, dial
-    for s in sockets:
+    for s in session.sockets:
         s.close()
     reactor.close()
 
