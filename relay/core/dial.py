@@ -19,13 +19,13 @@ The rules (product.md §4, retries):
 from __future__ import annotations
 
 import random
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from relay.config.model import HEDGE_AUTO
 from relay.core.backoff import Backoff
 from relay.core.hedge import ConnectEstimate, HedgeBudget
 
-MIN_WAIT = 0.001  # a timer is never set in the past nor at "now": the loop turns first
+MIN_WAIT: Final = 0.001  # a timer is never set in the past nor at "now": the loop turns first
 
 
 class Named(Protocol):

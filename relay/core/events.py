@@ -8,10 +8,11 @@ the last few minutes and gives rates from it.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
-EVENTS_KEPT = 50
-SAMPLES_KEPT = 300  # five minutes at one sample a second
-TEXT_MAX = 200  # characters kept of any one field (a backend's error text, say)
+EVENTS_KEPT: Final = 50
+SAMPLES_KEPT: Final = 300  # five minutes at one sample a second
+TEXT_MAX: Final = 200  # characters kept of any one field (a backend's error text, say)
 
 
 def _field(value: object) -> object:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import Counter, deque
+from typing import Final
 
-FLOOR = 0.005  # never hedge sooner than this: loopback connects take tens of microseconds
-MULTIPLE = 4.0  # of the usual connect time
-CAP_FRACTION = 0.25  # of connect_timeout: hedging is for when waiting would cost seconds
-UNKNOWN = 0.05  # hedge_after before a backend has any connect time on record
-LOSING_STREAK = 5  # hedges in a row lost by a target: stop hedging towards it
+FLOOR: Final = 0.005  # never hedge sooner than this: loopback connects take tens of microseconds
+MULTIPLE: Final = 4.0  # of the usual connect time
+CAP_FRACTION: Final = 0.25  # of connect_timeout: hedging is for when waiting would cost seconds
+UNKNOWN: Final = 0.05  # hedge_after before a backend has any connect time on record
+LOSING_STREAK: Final = 5  # hedges in a row lost by a target: stop hedging towards it
 
 
 class ConnectEstimate:

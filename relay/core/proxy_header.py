@@ -15,17 +15,20 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-V1_MAX = 107
-V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-V2_FIXED = 16
-V2_MAX = V2_FIXED + 0xFFFF
+V1_MAX: Final = 107
+V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
+V2_FIXED: Final = 16
+V2_MAX: Final = V2_FIXED + 0xFFFF
 
 Version = Literal["v1", "v2", "any"]
 
-_V2_LOCAL, _V2_PROXY = 0x20, 0x21  # version 2 in the high nibble, command in the low
-_AF_INET_STREAM, _AF_INET6_STREAM, _AF_UNSPEC = 0x11, 0x21, 0x00
+_V2_LOCAL: Final = 0x20
+_V2_PROXY: Final = 0x21  # version 2 in the high nibble, command in the low
+_AF_INET_STREAM: Final = 0x11
+_AF_INET6_STREAM: Final = 0x21
+_AF_UNSPEC: Final = 0x00
 _V2_ADDR_LEN = {_AF_INET_STREAM: 12, _AF_INET6_STREAM: 36}
 
 
@@ -43,7 +46,7 @@ class Invalid:
     reason: str
 
 
-NEED_MORE = None  # parse(): a valid prefix, more bytes needed
+NEED_MORE: Final = None  # parse(): a valid prefix, more bytes needed
 
 ParseResult = Header | Invalid | None
 

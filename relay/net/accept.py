@@ -9,11 +9,12 @@ import errno
 import os
 import socket
 from collections.abc import Callable
+from typing import Final
 
 from relay.logs import log
 from relay.net.reactor import EPOLLIN, Reactor
 
-ACCEPT_PAUSE = 0.25  # seconds accept rests after a resource error
+ACCEPT_PAUSE: Final = 0.25  # seconds accept rests after a resource error
 RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 

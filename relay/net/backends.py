@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from relay.config.model import BackendConfig, ListenerConfig
 from relay.core.backoff import Backoff
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 
-HEDGES_IN_FLIGHT = 64  # per listener: hedging must not turn a slow backend into a SYN storm
+HEDGES_IN_FLIGHT: Final = 64  # per listener: hedging must not turn a slow backend into a SYN storm
 
 
 class Flow(Protocol):

@@ -10,7 +10,9 @@ bytes are gone.
 
 from __future__ import annotations
 
-BUFFER_SIZE = 64 * 1024
+from typing import Final
+
+BUFFER_SIZE: Final = 64 * 1024
 
 
 class BufferPool:

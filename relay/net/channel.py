@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
 
-MAX_BUFFER = 16 * 1024 * 1024  # a peer that stops reading is dropped past this
+MAX_BUFFER: Final = 16 * 1024 * 1024  # a peer that stops reading is dropped past this
 
 
 class Channel:

@@ -13,7 +13,7 @@ import contextlib
 import errno
 import socket
 import struct
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Reactor
 from relay.net.resolve import SockAddr
@@ -24,13 +24,18 @@ if TYPE_CHECKING:
 
 # The mask a relaying session's sockets keep for life (relay/net/session.py): registered with
 # it from the start, a connected socket moves to its session without an epoll_ctl.
-SESSION_MASK = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
-_COMPLETED = EPOLLOUT | EPOLLHUP | EPOLLERR
-_BROKEN = EPOLLHUP | EPOLLERR
+SESSION_MASK: Final = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+_COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
+_BROKEN: Final = EPOLLHUP | EPOLLERR
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-_TCP, _NODELAY = socket.IPPROTO_TCP, socket.TCP_NODELAY
-_SOL_SOCKET, _SO_ERROR = socket.SOL_SOCKET, socket.SO_ERROR
+_STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+_TCP: Final = socket.IPPROTO_TCP
+_NODELAY: Final = socket.TCP_NODELAY
+_SOL_SOCKET: Final = socket.SOL_SOCKET
+_SO_ERROR: Final = socket.SO_ERROR
+_SO_LINGER: Final = socket.SO_LINGER
+_ECONNREFUSED: Final = errno.ECONNREFUSED
+_ETIMEDOUT: Final = errno.ETIMEDOUT
 
 B = TypeVar("B")  # the backend a connect goes to
 
@@ -86,7 +91,7 @@ class PendingConnect(Generic[B]):
             return
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if not err and events & _BROKEN:
-            err = errno.ECONNREFUSED  # hung up without saying why
+            err = _ECONNREFUSED  # hung up without saying why
         self.events = events
         self.watcher.connect_done(self, err)
 
@@ -96,7 +101,7 @@ class PendingConnect(Generic[B]):
     def _timed_out(self) -> None:
         self.timer = None
         if self.sock is not None:
-            self.watcher.connect_done(self, errno.ETIMEDOUT)
+            self.watcher.connect_done(self, _ETIMEDOUT)
 
     @property
     def deadline(self) -> float:
@@ -130,4 +135,4 @@ class PendingConnect(Generic[B]):
 def reset_on_close(sock: _socket.socket) -> None:
     """Make close() send RST, not FIN (SO_LINGER 0): the peer cannot take it for an end."""
     with contextlib.suppress(OSError):
-        sock.setsockopt(_SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RESET)

@@ -16,7 +16,7 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, MutableMapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from relay.core.connect_error import CONNECT_ERRORS
 
@@ -40,8 +40,11 @@ BACKEND_FIELDS = ("up", "down", "up_live", "down_live", *(f"errors:{e}" for e in
                   *_histogram("connect", CONNECT_BUCKETS))
 L = {name: i for i, name in enumerate(LISTENER_FIELDS)}
 B = {name: i for i, name in enumerate(BACKEND_FIELDS)}
-ACCEPTED = L["accepted"]
-UP, DOWN, UP_LIVE, DOWN_LIVE = B["up"], B["down"], B["up_live"], B["down_live"]
+ACCEPTED: Final = L["accepted"]
+UP: Final = B["up"]
+DOWN: Final = B["down"]
+UP_LIVE: Final = B["up_live"]
+DOWN_LIVE: Final = B["down_live"]
 
 
 Counts = list[int] | memoryview  # a memoryview of 64-bit integers ("q") in a worker
@@ -124,7 +127,7 @@ def settled(backend_counts: list[int]) -> list[int]:
 # -- a worker's file -----------------------------------------------------------------------
 
 Key = tuple[str, str | None]  # (listener, backend) or (listener, None)
-_WORD = 8
+_WORD: Final = 8
 
 
 class CountFile:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import _socket
 import errno
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from relay.core.dial import Connect, DialPlan, Step, Wait
 from relay.net.backends import Backend, BackendGroup
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from relay.net.resolve import SockAddr
     from relay.net.timers import Timer
 
-_STARTED = (0, errno.EINPROGRESS)
+_EINPROGRESS: Final = errno.EINPROGRESS
 
 
 class DialHost(Protocol):
@@ -120,7 +120,7 @@ class Dial:
             self.listener.out_of_fds(exc)
             session.close("local_error")
             return
-        if err not in _STARTED:
+        if err and err != _EINPROGRESS:
             sock.close()
             self._failed(backend, err)
             return
@@ -165,7 +165,7 @@ class Dial:
         self.plan.hedging(target)
         self.session.hedged = True
         self.group.hedges.started()
-        if err not in _STARTED:
+        if err and err != _EINPROGRESS:
             sock.close()
             self._hedge_failed(target, err)
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from relay.net.reactor import Reactor
     from relay.net.timers import Timer
 
-MIN_SLOT = 0.005
-MAX_SLOT = 10.0
-SLOTS_PER_TIMEOUT = 64
+MIN_SLOT: Final = 0.005
+MAX_SLOT: Final = 10.0
+SLOTS_PER_TIMEOUT: Final = 64
 
 
 class Idler(Protocol):

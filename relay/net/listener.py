@@ -6,7 +6,7 @@ from __future__ import annotations
 import _socket
 import socket
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
@@ -35,8 +35,8 @@ from relay.net.session import Origin, Session
 from relay.net.share import SHARE_REST, AcceptShare
 from relay.net.splice import PipePool
 
-ACCEPT_BATCH = 64  # clients accepted per wake-up before other work gets a turn
-_STREAM = int(socket.SOCK_STREAM)
+ACCEPT_BATCH: Final = 64  # clients accepted per wake-up before other work gets a turn
+_STREAM: Final = int(socket.SOCK_STREAM)
 
 
 def _somaxconn() -> int:

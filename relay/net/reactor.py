@@ -16,19 +16,19 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from relay.logs import log
 from relay.net.timers import Timer, TimerHeap
 
-EPOLLIN = select.EPOLLIN
-EPOLLOUT = select.EPOLLOUT
-EPOLLERR = select.EPOLLERR
-EPOLLHUP = select.EPOLLHUP
-EPOLLRDHUP = select.EPOLLRDHUP
-EPOLLET = select.EPOLLET
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
+EPOLLERR: Final = select.EPOLLERR
+EPOLLHUP: Final = select.EPOLLHUP
+EPOLLRDHUP: Final = select.EPOLLRDHUP
+EPOLLET: Final = select.EPOLLET
 
-MAX_EVENTS = 1024
+MAX_EVENTS: Final = 1024
 
 
 class Handler(Protocol):

@@ -13,7 +13,7 @@ import _socket
 import errno
 import os
 import socket
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import SESSION_MASK as _MASK
@@ -29,21 +29,30 @@ if TYPE_CHECKING:
     from relay.net.reactor import Reactor
     from relay.net.splice import PipePool
 
-_READABLE = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
-_WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
-_HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
-_BROKEN = EPOLLERR | EPOLLHUP  # events the short paths of Session.on_event leave to the full one
+_READABLE: Final = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_WRITABLE: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
+_HANGUP: Final = EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_BROKEN: Final = EPOLLERR | EPOLLHUP  # events the short paths of Session.on_event leave to the full one
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+_SHUT_WR: Final = socket.SHUT_WR
+_SOL_SOCKET: Final = socket.SOL_SOCKET
+_SO_ERROR: Final = socket.SO_ERROR
 
 # Direction.pump results: nothing more to do now, more to do (budget spent), a socket reset,
 # the direction just finished (FIN passed on)
-IDLE, MORE, SRC_RESET, DST_RESET, DONE = 0, 1, 2, 3, 4
-BUDGET = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot starve the rest
-SMALL_READ = 16384  # a splice that brings less than this ends bulk mode
+IDLE: Final = 0
+MORE: Final = 1
+SRC_RESET: Final = 2
+DST_RESET: Final = 3
+DONE: Final = 4
+BUDGET: Final = 16  # syscall rounds per direction per wake-up, so one bulk flow cannot starve the rest
+SMALL_READ: Final = 16384  # a splice that brings less than this ends bulk mode
 
-CONNECTING, RELAYING, CLOSED = 0, 1, 2
+CONNECTING: Final = 0
+RELAYING: Final = 1
+CLOSED: Final = 2
 
-splice = getattr(os, "splice", None)
+splice: Final = getattr(os, "splice", None)
 
 
 class SessionHost(Protocol):
@@ -263,7 +272,7 @@ class Direction:
         self.shut = True
         if self.other is None or not self.other.shut:  # else the session closes both now
             try:
-                self.dst.sock.shutdown(socket.SHUT_WR)
+                self.dst.sock.shutdown(_SHUT_WR)
             except OSError:
                 pass  # dst already gone; its own events will tell
         return DONE
@@ -407,8 +416,7 @@ class Session:
             # connecting: only the client is ours (the dialer watches the backend's connect);
             # what it did (spoke, hung up) is remembered for when the relaying starts
             if state == CONNECTING:
-                if events & EPOLLERR and client.sock.getsockopt(socket.SOL_SOCKET,
-                                                               socket.SO_ERROR):
+                if events & EPOLLERR and client.sock.getsockopt(_SOL_SOCKET, _SO_ERROR):
                     self.close("client_reset")
                 else:
                     client.note(events)
@@ -416,7 +424,7 @@ class Session:
         end = client if fd == client.fd else self.server_end
         if end is None:
             return
-        if events & EPOLLERR and end.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+        if events & EPOLLERR and end.sock.getsockopt(_SOL_SOCKET, _SO_ERROR):
             self._reset(from_client=end is client)
             return
         end.note(events)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import mmap
 import os
+from typing import Final
 
-SHARE_REST = 0.005  # seconds a worker ahead of its share leaves new clients to the others
-ABSENT = -1  # a slot no running worker holds
-_WORD = 8
+SHARE_REST: Final = 0.005  # seconds a worker ahead of its share leaves new clients to the others
+ABSENT: Final = -1  # a slot no running worker holds
+_WORD: Final = 8
 
 
 class AcceptBoard:

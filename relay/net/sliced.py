@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from relay.logs import log
 from relay.net.reactor import Reactor
 
 T = TypeVar("T")
 
-BUDGET = 0.004  # seconds of a job per turn of the loop
+BUDGET: Final = 0.004  # seconds of a job per turn of the loop
 
 
 class SlicedJob(Generic[T]):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from typing import Final
 
-SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "splice") else 0
-PIPE_SIZE = 256 * 1024  # bytes a pipe can hold; bigger pipes mean fewer syscalls per MB
+SPLICE_FLAGS: Final = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "splice") else 0
+PIPE_SIZE: Final = 256 * 1024  # bytes a pipe can hold; bigger pipes mean fewer syscalls per MB
 
 
 def splice_supported() -> bool:

@@ -17,8 +17,9 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
+from typing import Final
 
-COMPACT_MIN = 256  # below this many cancelled entries, never bother rebuilding
+COMPACT_MIN: Final = 256  # below this many cancelled entries, never bother rebuilding
 
 
 def _nothing() -> None:
