@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 # skipped, not an error; a new module runs interpreted until added): add its path here and run
 #   .venv/bin/python bench/ab.py WORK WORK@compiled WORK@compiled=all
 COMPILED = [
+    "relay/config/model.py",
     "relay/net/reactor.py",
     "relay/net/session.py",
     "relay/net/listener.py",

@@ -7,7 +7,7 @@ Durations are float seconds; "off" is None. Addresses are kept unresolved here
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 Balance = Literal["first", "round_robin", "least_conn"]
 HealthKind = Literal["tcp", "send_expect", "http", "none"]
@@ -49,7 +49,7 @@ class RuntimeConfig:
     backend_histograms: bool = False  # per-backend connect-time histograms on /metrics
 
 
-HEDGE_AUTO = -1.0  # [listener.retry] hedge = "auto"
+HEDGE_AUTO: Final = -1.0  # [listener.retry] hedge = "auto"
 
 
 @dataclass(frozen=True)
