@@ -7,8 +7,7 @@ second connect to the next candidate; the first to complete wins.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections import Counter, deque
+from collections import Counter
 from typing import Final
 
 FLOOR: Final = 0.005  # never hedge sooner than this: loopback connects take tens of microseconds
@@ -18,6 +17,30 @@ UNKNOWN: Final = 0.05  # hedge_after before a backend has any connect time on re
 LOSING_STREAK: Final = 5  # hedges in a row lost by a target: stop hedging towards it
 
 
+def _first_at_least(ordered: list[float], value: float) -> int:
+    """bisect_left: the index of the first item >= value."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ordered[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _first_above(ordered: list[float], value: float) -> int:
+    """bisect_right: the index of the first item > value."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if value < ordered[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 class ConnectEstimate:
     """EWMA and the 90th percentile of the last `window` successful connect times."""
 
@@ -25,18 +48,25 @@ class ConnectEstimate:
         self.alpha = alpha
         self.window = window
         self.ewma: float | None = None
-        self.recent: deque[float] = deque()  # oldest first
+        self.recent: list[float] = []  # a ring of the last `window` values
+        self.next = 0  # where the ring's next value goes once it is full (its oldest)
         self.ordered: list[float] = []  # the same values, sorted: no sort per connection
 
     def observe(self, seconds: float) -> None:
+        # (per connection: binary searches written out, which compiled code runs natively on
+        # the list's floats, instead of calls to bisect and a deque)
         seconds = max(0.0, seconds)
-        self.ewma = seconds if self.ewma is None else (
-            self.alpha * seconds + (1 - self.alpha) * self.ewma)
+        ewma = self.ewma
+        self.ewma = seconds if ewma is None else self.alpha * seconds + (1 - self.alpha) * ewma
         recent, ordered = self.recent, self.ordered
-        if len(recent) >= self.window:
-            del ordered[bisect_left(ordered, recent.popleft())]
-        recent.append(seconds)
-        insort(ordered, seconds)
+        if len(recent) < self.window:
+            recent.append(seconds)
+        else:
+            oldest = recent[self.next]
+            recent[self.next] = seconds
+            self.next = (self.next + 1) % self.window
+            del ordered[_first_at_least(ordered, oldest)]
+        ordered.insert(_first_above(ordered, seconds), seconds)  # after equal values
 
     def p90(self) -> float | None:
         ordered = self.ordered

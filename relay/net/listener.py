@@ -16,13 +16,16 @@ from relay.net.buffers import BufferPool
 from relay.net.connect import start_connect
 from relay.net.counts import (
     ACCEPTED,
+    DOWN,
     DURATION_BUCKETS,
     HEDGE_OUTCOMES,
     LISTENER_FIELDS,
     REJECT_REASONS,
+    UP,
     Counts,
     HistogramCounts,
     Tally,
+    add,
     new_counts,
 )
 from relay.net.counts import L as FIELDS
@@ -175,7 +178,7 @@ class Listener:
         pass  # the accept loop keeps no per-client state to clean
 
     def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
-        self.counts[ACCEPTED] += 1
+        add(self.counts, ACCEPTED, 1)
         server = self.server
         if self.clients >= self.config.max_connections or server.clients >= server.max_connections:
             self.rejected["max_connections"] += 1
@@ -260,8 +263,8 @@ class Listener:
         if was_relaying and backend is not None:
             backend.sessions.discard(session)
             self.durations.observe(duration)
-            backend.bytes_up += up
-            backend.bytes_down += down
+            add(backend.counts, UP, up)  # (backend.bytes_up += up, without two property calls)
+            add(backend.counts, DOWN, down)
         if session.cause == "no_backend":
             self.rejected["no_backend"] += 1
         elif session.cause == "local_error":
