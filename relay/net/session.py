@@ -104,13 +104,16 @@ class End:
 class Direction:
     """Bytes from src to dst, through a pipe (splice) or a buffer (copy), never both at once."""
 
-    __slots__ = ("buf", "bulk", "bytes", "dst", "end", "eof", "full", "listener", "other", "pending",
-                 "pipe", "shut", "src", "start", "use_splice")
+    __slots__ = ("buf", "buffers", "bulk", "bytes", "dst", "end", "eof", "full", "other", "pending",
+                 "pipe", "pipes", "shut", "src", "start", "use_splice")
 
     def __init__(self, src: End, dst: End, listener: SessionHost, use_splice: bool) -> None:
         self.src = src
         self.dst = dst
-        self.listener = listener  # whose pipes and buffers this direction borrows
+        # the listener's pipes and buffers, which this direction borrows (held here: a read of
+        # the listener's through its protocol costs a dictionary lookup per message, compiled)
+        self.pipes = listener.pipes
+        self.buffers = listener.buffers
         self.use_splice = use_splice and splice is not None
         self.bulk = False  # splice only while a flow is bulk: small messages cost less copied
         self.other: Direction | None = None  # the opposite direction of the same session
@@ -156,7 +159,7 @@ class Direction:
                     self.full = False
                     progressed = True
                     if not self.pending:
-                        self.listener.pipes.release(pipe)
+                        self.pipes.release(pipe)
                         self.pipe = pipe = None
                         if not self.bulk:
                             return MORE  # the flow went quiet: the copy path takes it
@@ -165,7 +168,7 @@ class Direction:
                     self.full = True  # a zero-length splice would read as EOF
                     continue
                 if pipe is None:
-                    pipe = self.pipe = self.listener.pipes.acquire()
+                    pipe = self.pipe = self.pipes.acquire()
                     if pipe is None:  # no pipe to be had: this chunk goes through a buffer
                         return self._pump_copy()
                 try:
@@ -177,12 +180,12 @@ class Direction:
                         self.full = True
                     else:
                         src.readable = False
-                        self.listener.pipes.release(pipe)
+                        self.pipes.release(pipe)
                         self.pipe = None
                 except OSError as exc:
                     if exc.errno in _SPLICE_UNSUPPORTED and not self.pending:
                         self.use_splice = False  # e.g. a socket type splice cannot read
-                        self.listener.pipes.release(pipe)
+                        self.pipes.release(pipe)
                         self.pipe = None
                         return self._pump_copy()
                     return SRC_RESET
@@ -195,7 +198,7 @@ class Direction:
                     else:
                         self.eof = True
                         if not self.pending:
-                            self.listener.pipes.release(pipe)
+                            self.pipes.release(pipe)
                             self.pipe = None
             if self.eof and not self.pending:
                 return self._finish()
@@ -224,14 +227,14 @@ class Direction:
                     continue  # the next send takes more, or says EAGAIN
                 self.start = self.end = 0
                 self.buf = None
-                self.listener.buffers.release(buf)
+                self.buffers.release(buf)
                 if self.bulk:
                     return MORE  # bulk now: back to the splice path
             if self.eof:
                 return self._finish()
             if not src.readable:
                 return IDLE
-            buffers = self.listener.buffers
+            buffers = self.buffers
             scratch = buffers.scratch
             try:
                 n = src.sock.recv_into(scratch)
@@ -281,13 +284,13 @@ class Direction:
         """Give back pipe and buffer; a pipe that still holds bytes is closed, not reused."""
         if self.pipe is not None:
             if self.pending:
-                self.listener.pipes.discard(self.pipe)
+                self.pipes.discard(self.pipe)
             else:
-                self.listener.pipes.release(self.pipe)
+                self.pipes.release(self.pipe)
             self.pipe = None
             self.pending = 0
         if self.buf is not None:
-            self.listener.buffers.release(self.buf)
+            self.buffers.release(self.buf)
             self.buf = None
             self.start = self.end = 0
 
