@@ -135,3 +135,41 @@ def test_the_client_leaving_during_the_race_closes_both_connects(race):
     session.close("client_reset")
     assert not [h for h in reactor.handlers.values() if isinstance(h, PendingConnect)]
     assert group.hedges.in_flight == 0 and sum(group.hedge_outcomes.values()) == 0
+
+
+def test_no_hedge_timer_is_left_while_the_dial_waits_a_backoff_step(monkeypatch):
+    """Both backends refuse before the hedge delay: the dial waits a backoff step with no
+    connect pending, so no timer of a hedge of the failed connects may still be set."""
+    config = parse_config(
+        '[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\nconnect_timeout = "1s"\n'
+        '[listener.retry]\nhedge = "20ms"\nattempts = 3\ndeadline = "10s"\n'
+        '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
+        '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
+    (lc,) = config.listeners
+    reactor = Reactor()
+    reactor.now = 100.0
+    members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
+               for i, bc in enumerate(lc.backends)]
+    group = BackendGroup(reactor, lc, members, random.Random(7))
+    sockets: list[socket.socket] = []
+
+    def start_connect(target: SockAddr) -> tuple[socket.socket, int]:
+        ours, theirs = socket.socketpair()
+        sockets.extend((ours, theirs))
+        return ours, errno.EINPROGRESS
+
+    monkeypatch.setattr(dialer, "start_connect", start_connect)
+    session = FakeSession(group, reactor, lc)
+    dial = dialer.Dial(session, session)  # type: ignore[arg-type]
+    try:
+        dial.start()
+        fail(pending(reactor, "a"), errno.ECONNREFUSED)
+        fail(pending(reactor, "c"), errno.ECONNREFUSED)
+        assert dial.wait_timer is not None and session.closed is None  # a backoff step
+        live = [t for _, _, t in reactor._timers.entries if not t.cancelled]
+        assert dial._start_hedge not in [t.callback for t in live]
+    finally:
+        session.close("client_reset")
+        for s in sockets:
+            s.close()
+        reactor.close()
