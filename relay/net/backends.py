@@ -339,7 +339,7 @@ class BackendGroup:
                 return None
             now = self.reactor.now
             order = [p for p in order if backends[p].gate.is_open(now)]
-            position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+            position = next_attempt(order, self._positions(tried), untried_only)
             if position is None:
                 return None
             backend = backends[position]
@@ -347,8 +347,14 @@ class BackendGroup:
             return backend
         if not tried:
             return backends[order[0]]
-        position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+        position = next_attempt(order, self._positions(tried), untried_only)
         return None if position is None else backends[position]
+
+    def _positions(self, tried: list[Backend]) -> list[int]:
+        """Where the backends a session tried stand in the group (one that left it meanwhile,
+        by a reload or discovery, is no candidate)."""
+        backends, by_name = self.backends, self.by_name
+        return [backends.index(b) for b in tried if by_name.get(b.name) is b]
 
     def next_gate_opening(self) -> float | None:
         """While no backend is available: when the first last-resort gate of a backend that

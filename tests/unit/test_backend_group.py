@@ -261,3 +261,11 @@ def test_close_on_down_closes_the_sessions_at_the_down_transition(make, close_on
     w.group.check_result(w.primary, False, "no answer")
     assert held.closed == (("backend_down", w.clock.now) if close_on_down else None)
     assert w.group.choose([]) is w.backup
+
+
+def test_a_session_that_tried_a_backend_a_reload_removed_retries_on_another(make):
+    w = make()
+    tried = [w.primary]  # its connect to "primary" is pending while the reload removes it
+    w.reload(backends=[{"name": "backup", "address": "127.0.0.1:2", "tier": 1}])
+    assert w.group.choose(tried, untried_only=True) is w.backup
+    assert w.group.choose(tried) is w.backup
