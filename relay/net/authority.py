@@ -87,8 +87,7 @@ class AuthorityWatch:
         group = self.group
         for backend in self.discovered.values():  # a reload rebuilt the list from the file
             if group.by_name.get(backend.name) is None:
-                group.backends.append(backend)
-                group.by_name[backend.name] = backend
+                group.add_backend(backend)
         if self.config.kind == "http":
             self.by_key = {b.name: b for b in group.backends if b.config.role_url}
         else:
