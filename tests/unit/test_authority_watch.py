@@ -16,7 +16,7 @@ from relay.net.authority import AuthorityWatch, follow_authority
 from relay.net.backends import Backend, BackendGroup
 from relay.net.resolve import SockAddr
 from relay.net.resolver import Resolver
-from tests.support.clock import Reactors
+from tests.support.fakeclock import Reactors
 
 CONFIG = """
 [[listener]]

@@ -17,7 +17,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
 from relay.net.reactor import EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
-from tests.support.clock import advance_to
+from tests.support.fakeclock import FakeClock, advance_to
 
 
 def advance(reactor: Reactor, seconds: float) -> None:
@@ -60,8 +60,9 @@ def race(monkeypatch):
         '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
         '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
     (lc,) = config.listeners
-    reactor = Reactor()  # a real one (compiled code takes no look-alike), never polled:
-    reactor.now = 100.0  # its clock moved and its timers fired by hand (tests/support/clock.py)
+    # a real one (compiled code takes no look-alike), never polled: its clock moved and its
+    # timers fired by hand (tests/support/fakeclock.py)
+    reactor = Reactor(clock=FakeClock(100.0))
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
@@ -146,8 +147,7 @@ def test_no_hedge_timer_is_left_while_the_dial_waits_a_backoff_step(monkeypatch)
         '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
         '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
     (lc,) = config.listeners
-    reactor = Reactor()
-    reactor.now = 100.0
+    reactor = Reactor(clock=FakeClock(100.0))
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))
