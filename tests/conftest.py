@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.clock import Reactors
+from tests.support.fakeclock import Reactors
 from tests.support.named import Named
 from tests.support.relayproc import RelayProcess, toml_config
 from tests.support.servers import EchoServer
@@ -56,7 +56,7 @@ def many_fds() -> Iterator[None]:
 
 @pytest.fixture
 def reactors() -> Iterator[Reactors]:
-    """reactors(now) -> a Reactor driven by hand (tests/support/clock.py), closed after."""
+    """reactors(now) -> a Reactor driven by hand (tests/support/fakeclock.py), closed after."""
     made = Reactors()
     yield made
     made.close()

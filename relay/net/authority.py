@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from relay.config.authority import parse_role_url
 from relay.config.model import Address, AuthorityConfig, BackendConfig
+from relay.config.values import parse_address
 from relay.core.authority import Authority, Change, Report, RoleReport, vote
 from relay.core.candidates import next_attempt
 from relay.logs import log
@@ -86,8 +87,7 @@ class AuthorityWatch:
         group = self.group
         for backend in self.discovered.values():  # a reload rebuilt the list from the file
             if group.by_name.get(backend.name) is None:
-                group.backends.append(backend)
-                group.by_name[backend.name] = backend
+                group.add_backend(backend)
         if self.config.kind == "http":
             self.by_key = {b.name: b for b in group.backends if b.config.role_url}
         else:
@@ -123,8 +123,9 @@ class AuthorityWatch:
         if candidate is not None:
             role = self.roles.get(candidate)
             if role is None or now - role.at >= self.config.interval:
-                host, _, port = candidate.rpartition(":")
-                self.role_probe.ask(candidate, Address(host.strip("[]"), int(port)))
+                address = _address(candidate)
+                if address is not None:  # (the sources are untrusted)
+                    self.role_probe.ask(candidate, address)
         change = self.state.update(now, verdict)
         if change is not None:
             self._apply(change)
@@ -154,11 +155,10 @@ class AuthorityWatch:
         """Sentinel named an address no backend has: it becomes one (health from `initial`)."""
         if address in self.by_key or address in self.discovered:
             return
-        host, _, port = address.rpartition(":")
-        config = BackendConfig(name=address, address=Address(host.strip("[]"), int(port)))
-        resolver = self.group.resolver
-        if resolver is None:
+        parsed, resolver = _address(address), self.group.resolver
+        if parsed is None or resolver is None:
             return
+        config = BackendConfig(name=address, address=parsed)
 
         def answered(outcome: SockAddr | ResolveError) -> None:
             if self.stopped or address in self.by_key or isinstance(outcome, ResolveError):
@@ -293,6 +293,15 @@ def _status_line(buf: bytes) -> tuple[int, int] | None:
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise ValueError("not an HTTP reply")
     return int(parts[1]), len(buf)
+
+
+def _address(text: str) -> Address | None:
+    """An address a source named ("host:port", "[v6]:port"), read as the configuration reads
+    one; None if it is not one."""
+    try:
+        return parse_address(text, allow_port_zero=False)
+    except ValueError:
+        return None
 
 
 def _read_password(path: str | None) -> bytes | None:

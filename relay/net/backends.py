@@ -229,6 +229,7 @@ class BackendGroup:
         self.follow_authority: AuthorityFactory | None = None
         self._discover = discover  # issue 15: discover = "dns"
         self.discoveries: dict[str, Discovery] = discover(self, None) if discover else {}
+        self.checking = False  # between start_checks and stop_checks (FollowerGroup: never)
         self.refresh_tiers()
 
     def reconfigure(self, config: ListenerConfig,
@@ -264,6 +265,33 @@ class BackendGroup:
         self.drain.keep(pending_drain)
         self._arm_drain()
 
+    # -- members that come and go while it runs (issue 15) ---------------------------
+
+    def add_backend(self, backend: Backend) -> None:
+        """`backend` joins the running group (DNS discovery found it, an authority named it):
+        a candidate for new sessions from now on, and checked from within one interval, as a
+        new backend of a reload is."""
+        if backend.name in self.by_name:
+            raise ValueError(f"listener {self.listener_name}: two backends {backend.name!r}")
+        self.backends.append(backend)
+        self.by_name[backend.name] = backend
+        if self.checking:
+            backend.checker = self._checker(backend)
+            backend.checker.schedule(self.rng.uniform(0, self.config.health.interval))
+        self.refresh_tiers()  # (which also drops the cached candidate order)
+
+    def remove_backend(self, backend: Backend) -> None:
+        """`backend` leaves the running group, as a backend a reload removes does: no new
+        sessions and no more checks; its open sessions finish (relay.metrics keeps its series
+        until they have, and a session retrying meanwhile goes elsewhere)."""
+        self.backends.remove(backend)
+        if self.by_name.get(backend.name) is backend:
+            del self.by_name[backend.name]
+        if backend.checker is not None:
+            backend.checker.stop()
+            backend.checker = None
+        self.refresh_tiers()
+
     # -- checks -------------------------------------------------------------
 
     def start_checks(self) -> None:
@@ -284,12 +312,14 @@ class BackendGroup:
         for i, backend in enumerate(self.backends):
             backend.checker = self._checker(backend)
             backend.checker.schedule(interval * i / n + self.rng.uniform(0, interval / (4 * n)))
+        self.checking = True
 
     def _checker(self, backend: Backend) -> Checker:
         return Checker(self.reactor, backend, self.config.health, self.config.proxy_protocol,
                        self.rng, partial(self.check_result, backend))
 
     def stop_checks(self) -> None:
+        self.checking = False
         if self.authority is not None:  # issue 15
             self.authority.stop()
         for discovery in self.discoveries.values():
@@ -339,7 +369,7 @@ class BackendGroup:
                 return None
             now = self.reactor.now
             order = [p for p in order if backends[p].gate.is_open(now)]
-            position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+            position = next_attempt(order, self._positions(tried), untried_only)
             if position is None:
                 return None
             backend = backends[position]
@@ -347,8 +377,14 @@ class BackendGroup:
             return backend
         if not tried:
             return backends[order[0]]
-        position = next_attempt(order, [backends.index(b) for b in tried], untried_only)
+        position = next_attempt(order, self._positions(tried), untried_only)
         return None if position is None else backends[position]
+
+    def _positions(self, tried: list[Backend]) -> list[int]:
+        """Where the backends a session tried stand in the group (one that left it meanwhile,
+        by a reload or discovery, is no candidate)."""
+        backends, by_name = self.backends, self.by_name
+        return [backends.index(b) for b in tried if by_name.get(b.name) is b]
 
     def next_gate_opening(self) -> float | None:
         """While no backend is available: when the first last-resort gate of a backend that

@@ -115,7 +115,8 @@ class PendingConnect(Generic[B]):
         sock, self.sock = self.sock, None
         if sock is None:
             return
-        self.reactor.unregister(self.fd)
+        # never dup'd: closing it takes it out of epoll (no epoll_ctl; see Reactor.handlers)
+        self.reactor.handlers.pop(self.fd, None)
         if reset:
             reset_on_close(sock)
         sock.close()

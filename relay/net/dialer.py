@@ -130,9 +130,6 @@ class Dial:
             self._won(primary)
             return
         after = self.plan.hedge_after(backend, backend.estimate)
-        if self.hedge_timer is not None:  # (set for an attempt that failed before it fired)
-            self.hedge_timer.cancel()
-            self.hedge_timer = None
         if after is not None:
             self.hedge_timer = self.reactor.call_later(after, self._start_hedge)
 
@@ -143,9 +140,8 @@ class Dial:
         self.group.connect_error(backend, err, session.client_addr, self.plan.attempts)
         if self.hedge is not None:
             return
-        if self.hedge_failed is not None:
-            self.group.hedge_ended("both_failed", self.hedge_failed.name, None)
-            self.hedge_failed = None
+        self._no_hedge_timer()  # (not fired yet: no hedge of a failed connect)
+        self._failed_hedge_ended("both_failed", None)
         self._follow(self.plan.failed(self.reactor.now, self.group.rng))
 
     # -- hedging: a second connect when the first is slow ----------------------------
@@ -178,9 +174,19 @@ class Dial:
         self.group.connect_error(target, err, session.client_addr, self.plan.attempts)
         self.hedge_failed = target
         if self.primary is None:  # the first connect failed already: both did
-            self.group.hedge_ended("both_failed", target.name, None)
-            self.hedge_failed = None
+            self._failed_hedge_ended("both_failed", None)
             self._follow(self.plan.failed(self.reactor.now, self.group.rng))
+
+    def _failed_hedge_ended(self, outcome: str | None, target_won: bool | None) -> None:
+        """The race of a hedge whose connect failed is over (see BackendGroup.hedge_ended)."""
+        failed, self.hedge_failed = self.hedge_failed, None
+        if failed is not None:
+            self.group.hedge_ended(outcome, failed.name, target_won)
+
+    def _no_hedge_timer(self) -> None:
+        if self.hedge_timer is not None:
+            self.hedge_timer.cancel()
+            self.hedge_timer = None
 
     # -- what the pending connects report ------------------------------------------
 
@@ -216,17 +222,15 @@ class Dial:
                 hedge.watcher = Loser(group, session.client_addr, self.plan.attempts)
                 group.hedge_ended("primary_won", hedge.backend.name, False)
             elif self.hedge_failed is not None:  # the hedge failed first: the primary won
-                group.hedge_ended("primary_won", self.hedge_failed.name, False)
-                self.hedge_failed = None
+                self._failed_hedge_ended("primary_won", False)
         else:
             self.hedge = None
             primary, self.primary = self.primary, None
             if primary is not None:
                 primary.watcher = Loser(group, session.client_addr, self.plan.attempts)
             group.hedge_ended("hedge_won", pending.backend.name, True)
-        if self.hedge_timer is not None:
-            self.hedge_timer.cancel()
-            self.hedge_timer = None
+        if self.hedge_timer is not None:  # (no call per connect without one)
+            self._no_hedge_timer()
         self.session = session.dial = None  # no cycle left: reference counting frees both
         started, backend, events = pending.started, pending.backend, pending.events
         server_end = End(pending.hand_over(session))
@@ -239,8 +243,7 @@ class Dial:
 
     def _end(self) -> None:
         if self.hedge_timer is not None:
-            self.hedge_timer.cancel()
-            self.hedge_timer = None
+            self._no_hedge_timer()
         session, self.session = self.session, None
         if session is not None:
             session.dial = None  # no cycle left: reference counting frees both
@@ -257,9 +260,8 @@ class Dial:
         if hedge is not None:  # the client left while both raced: nobody won
             hedge.close()
             self.group.hedge_ended(None, hedge.backend.name, None)
-        elif self.hedge_failed is not None:
-            self.group.hedge_ended(None, self.hedge_failed.name, None)
-            self.hedge_failed = None
+        else:
+            self._failed_hedge_ended(None, None)
         self._end()
 
 

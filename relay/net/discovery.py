@@ -82,25 +82,14 @@ class DnsDiscovery:
             return
         for address in change.add:
             self.members[address] = backend = self._member(answer[address])
-            group.backends.append(backend)
-            group.by_name[backend.name] = backend
-            if group.config.health.kind != "none":
-                backend.checker = group._checker(backend)
-                backend.checker.schedule(group.rng.uniform(0, group.config.health.interval))
+            group.add_backend(backend)
         for address in change.drain:
-            backend = self.members.pop(address)
-            group.backends.remove(backend)
-            if group.by_name.get(backend.name) is backend:
-                del group.by_name[backend.name]
-            if backend.checker is not None:
-                backend.checker.stop()
-                backend.checker = None
+            group.remove_backend(self.members.pop(address))
         log.info("discovery_change", listener=group.listener_name, backend=name,
                  added=list(change.add), drained=list(change.drain), kept=list(change.keep))
         if group.note is not None:
             group.note("discovery_change", listener=group.listener_name, backend=name,
                        added=len(change.add), drained=len(change.drain))
-        group.refresh_tiers()
 
     def _member(self, target: SockAddr) -> Backend:
         return Backend(member_config(self.template, target), target, self.group.config)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process import stop_process
 from tests.support.servers import EchoServer, ThreadServer, recv_all, reset, serving
 from tests.support.wait import wait_for
 
@@ -61,13 +62,7 @@ class Floor:
         return self.fds()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # by its PID
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)  # by its PID
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         return self.proc.returncode

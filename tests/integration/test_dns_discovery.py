@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import IN_CI, require_tool
 from tests.support.netns import Netns
+from tests.support.process import stop_process
 from tests.support.relayproc import RelayProcess, admin_request
 from tests.support.servers import ThreadServer
 from tests.support.wait import wait_for
@@ -83,8 +84,7 @@ def dns_ns(tmp_path: Path) -> Iterator[tuple[Netns, list[str], Path]]:
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            proc.wait(10)
+            stop_process(proc)
         shutil.rmtree(etc, ignore_errors=True)
         ns.remove()
 

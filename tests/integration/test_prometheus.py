@@ -11,6 +11,7 @@ import urllib.request
 
 from tests.conftest import require_tool
 from tests.support.named import Named
+from tests.support.process import stop_process
 from tests.support.redis import free_port
 
 
@@ -68,5 +69,4 @@ def test_prometheus_sees_backend_up_sessions_and_the_backend_dying(tmp_path, sta
     finally:
         held.close()
         backend.stop()
-        prom.terminate()
-        prom.wait(20)
+        stop_process(prom, grace=20)

@@ -20,6 +20,7 @@ import pytest
 
 from tests.component.test_edge import connect_from, metric
 from tests.conftest import require_tool
+from tests.support.process import stop_process
 from tests.support.servers import EchoServer
 from tests.support.wait import wait_for
 
@@ -54,12 +55,7 @@ class HAProxy:
             self.lines.append(raw.decode(errors="replace").rstrip("\n"))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         self._reader.join(5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()

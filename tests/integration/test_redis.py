@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import one_listener, require_tool
+from tests.support.process import stop_process
 from tests.support.wait import wait_listening
 
 
@@ -31,8 +32,7 @@ def redis_port(tmp_path) -> Iterator[int]:
         wait_listening(port, lambda: proc.poll() is None, "redis-server")
         yield port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("splice", ["auto", "off"])

@@ -1,4 +1,9 @@
-"""A clock tests move by hand, and a reactor turned on it: timers fire without sleeping.
+"""A clock tests move by hand, and real Reactors on it: timers fire without sleeping.
+
+Compiled (mypyc) modules check their arguments' classes, so a duck-typed stand-in is refused
+where a Reactor is declared: the tests use real Reactors on a FakeClock, in one of two ways.
+
+Turned: the loop runs, with a poll timeout of 0 (real sockets still work).
 
     clock = FakeClock()
     reactor = Reactor(clock=clock)
@@ -6,10 +11,13 @@
     advance(reactor, clock, 30.0)  # fires now, in microseconds
 
 `advance` moves the clock to each due timer in turn (so a timer sees the time it was due
-at, as in production, and timers armed by timers fire in order) and turns the loop with
-a poll timeout of 0 between them: a fake-clock test never waits on the reactor's poll.
-Real sockets still work on such a reactor; `run_until` turns it while real I/O from
-other threads arrives, with the clock standing still.
+at, as in production, and timers armed by timers fire in order) and turns the loop
+between them: a fake-clock test never waits on the reactor's poll. `run_until` turns it
+while real I/O from other threads arrives, with the clock standing still.
+
+By hand: the loop never runs; `advance_to` fires the due timers and `turn` the call_soon
+callbacks. The `reactors` fixture (tests/conftest.py) hands out such reactors (each holds an
+epoll fd) and closes them after the test.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class FakeClock:
         assert seconds >= 0, "a monotonic clock does not go back"
         self.now += seconds
 
+
+# -- a turned loop --------------------------------------------------------------------------
 
 def settle(reactor: Reactor) -> int:
     """Turn the loop (poll timeout 0) until a turn does nothing; the turns it took."""
@@ -64,3 +74,53 @@ def run_until(reactor: Reactor, predicate: Callable[[], object], timeout: float 
     while not predicate():
         assert time.monotonic() - t0 < timeout, "condition not reached"
         reactor.run_once(step)
+
+
+# -- a loop driven by hand ------------------------------------------------------------------
+
+class Reactors:
+    """Hands out reactors on fake clocks and closes them all at the end of a test."""
+
+    def __init__(self) -> None:
+        self.made: list[Reactor] = []
+
+    def __call__(self, now: float) -> Reactor:
+        reactor = Reactor(clock=FakeClock(now))
+        self.made.append(reactor)
+        return reactor
+
+    def close(self) -> None:
+        for reactor in self.made:
+            reactor.close()
+        self.made.clear()
+
+
+def advance_to(reactor: Reactor, when: float) -> int:
+    """Move the clock to `when`, firing each timer due on the way at its deadline; how many fired."""
+    clock = reactor.clock
+    timers = reactor._timers
+    fired = 0
+    while True:
+        deadline = timers.next_deadline()
+        if deadline is None or deadline > when:
+            break
+        reactor.now = deadline
+        if isinstance(clock, FakeClock):
+            clock.now = deadline
+        for timer in timers.pop_due(deadline):
+            timer.callback()
+            fired += 1
+    reactor.now = when
+    if isinstance(clock, FakeClock):
+        clock.now = when
+    return fired
+
+
+def turn(reactor: Reactor) -> bool:
+    """Run the call_soon callbacks queued so far (not those they queue); False when none were."""
+    soon = reactor._soon
+    callbacks = list(soon)
+    soon.clear()
+    for callback in callbacks:
+        callback()
+    return bool(callbacks)

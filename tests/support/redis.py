@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 
+from tests.support.process import stop_process
 from tests.support.wait import wait_for
 
 
@@ -60,10 +61,5 @@ class RedisServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)

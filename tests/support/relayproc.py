@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.support.process import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,13 +165,7 @@ class RelayProcess:
 
     def stop(self) -> None:
         """Stop this relay (by its PID) if still running, and release the pipe."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._reader.join(5)
         if self.proc.stderr is not None:
             self.proc.stderr.close()

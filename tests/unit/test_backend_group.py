@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from relay.config import parse_config
-from relay.config.model import ListenerConfig
+from relay.config.model import Address, ListenerConfig
 from relay.core.tiers import FailbackRefused
 from relay.net import backends as backends_module
 from relay.net.backends import Backend, BackendGroup
@@ -31,12 +32,14 @@ class StubChecker:
 
     def __init__(self, *args: object) -> None:  # Checker's arguments, unused
         self.in_flight = False
+        self.scheduled: list[float] = []
+        self.stopped = False
 
     def schedule(self, delay: float) -> None:
-        pass
+        self.scheduled.append(delay)
 
     def stop(self) -> None:
-        pass
+        self.stopped = True
 
     def check_now(self) -> None:
         pass
@@ -261,3 +264,52 @@ def test_close_on_down_closes_the_sessions_at_the_down_transition(make, close_on
     w.group.check_result(w.primary, False, "no answer")
     assert held.closed == (("backend_down", w.clock.now) if close_on_down else None)
     assert w.group.choose([]) is w.backup
+
+
+def test_a_session_that_tried_a_backend_a_reload_removed_retries_on_another(make):
+    w = make()
+    tried = [w.primary]  # its connect to "primary" is pending while the reload removes it
+    w.reload(backends=[{"name": "backup", "address": "127.0.0.1:2", "tier": 1}])
+    assert w.group.choose(tried, untried_only=True) is w.backup
+    assert w.group.choose(tried) is w.backup
+
+
+def test_a_backend_added_while_running_is_checked_and_a_candidate_at_once(make):
+    w = make()  # balance = "first": the group keeps its candidate order until a change
+    w.group.start_checks()
+    assert w.group.choose([w.primary]) is w.backup
+    lc = w.group.config
+    extra = Backend(replace(lc.backends[0], name="extra", address=Address("127.0.0.1", 3)),
+                    SockAddr(socket.AF_INET, ("127.0.0.1", 3)), lc)
+    w.group.add_backend(extra)
+    assert w.group.by_name["extra"] is extra
+    assert w.group.choose([w.primary]) is extra  # tier 0, initial up: before the backup
+    checker = extra.checker
+    assert isinstance(checker, StubChecker)
+    (delay,) = checker.scheduled
+    assert 0 <= delay <= lc.health.interval
+    with pytest.raises(ValueError):
+        w.group.add_backend(extra)
+
+
+def test_a_backend_added_while_checks_are_stopped_gets_no_checker(make):
+    w = make()
+    lc = w.group.config
+    extra = Backend(replace(lc.backends[0], name="extra"), w.primary.target, lc)
+    w.group.add_backend(extra)
+    assert extra.checker is None  # start_checks gives it one with the others
+
+
+def test_a_removed_backend_takes_no_new_session_and_its_sessions_finish(make):
+    w = make()
+    w.group.start_checks()
+    held = w.session_on(w.primary)
+    checker = w.primary.checker
+    assert isinstance(checker, StubChecker)
+    w.group.remove_backend(w.primary)
+    assert checker.stopped and w.primary.checker is None
+    assert "primary" not in w.group.by_name and w.primary not in w.group.backends
+    assert w.serving == 1  # its tier has nothing left: the backups serve at once
+    assert w.group.choose([]) is w.backup
+    assert w.group.choose([w.primary]) is w.backup  # a session that had tried it retries
+    assert held.closed is None

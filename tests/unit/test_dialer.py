@@ -4,9 +4,11 @@ and that the hedge budget is given back whatever the outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
 from relay.net.reactor import EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
-from tests.support.clock import advance_to
+from tests.support.fakeclock import FakeClock, advance_to
 
 
 def advance(reactor: Reactor, seconds: float) -> None:
@@ -59,29 +61,43 @@ class FakeSession:
         return ours, errno.EINPROGRESS
 
 
-@pytest.fixture
-def race():
+BACKENDS = ('[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
+            '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
+
+
+@contextlib.contextmanager
+def dialing(retry: str) -> Iterator[tuple[BackendGroup, Reactor, FakeSession, dialer.Dial]]:
+    """A dial of a listener with backends "a" and c" and these [listener.retry] settings,
+    not started yet; its connects are socketpairs whose outcome the test decides."""
     config = parse_config(
         '[[listener]]\nname = "l"\nlisten = "127.0.0.1:0"\nconnect_timeout = "1s"\n'
-        '[listener.health]\nkind = "tcp"\n[listener.retry]\nhedge = "20ms"\nattempts = 1\n'
-        '[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
-        '[[listener.backend]]\nname = "c"\naddress = "127.0.0.1:1001"\n')
+        f'[listener.health]\nkind = "tcp"\n[listener.retry]\n{retry}{BACKENDS}')
     (lc,) = config.listeners
-    reactor = Reactor()  # a real one (compiled code takes no look-alike), never polled:
-    reactor.now = 100.0  # its clock moved and its timers fired by hand (tests/support/clock.py)
+    # a real one (compiled code takes no look-alike), never polled: its clock moved and its
+    # timers fired by hand (tests/support/fakeclock.py)
+    reactor = Reactor(clock=FakeClock(100.0))
     members = [Backend(bc, SockAddr(socket.AF_INET, ("127.0.0.1", 1000 + i)), lc)
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
     group.hedge_outcomes = {"primary_won": 0, "hedge_won": 0, "both_failed": 0}
     session = FakeSession(group, reactor, lc)
     dial = dialer.Dial(session, session)  # type: ignore[arg-type]
-    dial.start()
-    advance(reactor, 0.021)  # the hedge fires at 20 ms
-    assert dial.primary is not None and dial.hedge is not None and session.hedged
-    yield group, reactor, session, dial
-    for s in session.sockets:
-        s.close()
-    reactor.close()
+    try:
+        yield group, reactor, session, dial
+    finally:
+        session.close("test_over")
+        for s in session.sockets:
+            s.close()
+        reactor.close()
+
+
+@pytest.fixture
+def race():
+    with dialing('hedge = "20ms"\nattempts = 1\n') as (group, reactor, session, dial):
+        dial.start()
+        advance(reactor, 0.021)  # the hedge fires at 20 ms
+        assert dial.primary is not None and dial.hedge is not None and session.hedged
+        yield group, reactor, session, dial
 
 
 def pending(reactor: Reactor, name: str) -> PendingConnect[Backend]:
@@ -134,3 +150,16 @@ def test_the_client_leaving_during_the_race_closes_both_connects(race):
     session.close("client_reset")
     assert not [h for h in reactor.handlers.values() if isinstance(h, PendingConnect)]
     assert group.hedges.in_flight == 0 and sum(group.hedge_outcomes.values()) == 0
+
+
+def test_no_hedge_timer_is_left_while_the_dial_waits_a_backoff_step():
+    """Both backends refuse before the hedge delay: the dial waits a backoff step with no
+    connect pending, so no timer of a hedge of the failed connects may still be set."""
+    retry = 'hedge = "20ms"\nattempts = 3\ndeadline = "10s"\n'
+    with dialing(retry) as (_group, reactor, session, dial):
+        dial.start()
+        fail(pending(reactor, "a"), errno.ECONNREFUSED)
+        fail(pending(reactor, "c"), errno.ECONNREFUSED)
+        assert dial.wait_timer is not None and session.closed is None  # a backoff step
+        live = [t for _, _, t in reactor._timers.entries if not t.cancelled]
+        assert dial._start_hedge not in [t.callback for t in live]

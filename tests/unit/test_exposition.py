@@ -21,7 +21,7 @@ from relay.exposition import pieces
 from relay.net.admin import is_loopback
 from relay.net.resolve import SockAddr
 from relay.net.sliced import SlicedJob
-from tests.support.clock import turn
+from tests.support.fakeclock import turn
 
 
 class _Custom:

@@ -14,7 +14,7 @@ from relay.core.passive import EarlyCheck, Verdict, judge_backend_end
 from relay.net.backends import Backend, BackendGroup, FollowerGroup
 from relay.net.reactor import Reactor
 from relay.net.resolve import SockAddr
-from tests.support.clock import Reactors
+from tests.support.fakeclock import Reactors
 
 # -- the rule ----------------------------------------------------------------------------
 
