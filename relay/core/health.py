@@ -19,6 +19,7 @@ log, count and act on.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +28,11 @@ from relay.core.backoff import Backoff
 
 AdminState = Literal["ready", "drain", "maint"]
 ADMIN_STATES: tuple[AdminState, ...] = ("ready", "drain", "maint")
+
+# A check runs never earlier than asked and at most this share of its interval later (and
+# at most SPREAD_MAX seconds later): see check_at
+SPREAD = 0.05
+SPREAD_MAX = 0.1
 
 
 @dataclass(frozen=True)
@@ -169,3 +175,27 @@ class HealthState:
             return None
         previous, self.admin = self.admin, state
         return Transition(state, f"operator: {previous} -> {state}")
+
+
+def check_at(now: float, delay: float, interval: float, rng: random.Random) -> float:
+    """When a check asked for `delay` seconds after `now` runs (delay <= 0: now).
+
+    Never earlier than now + delay, and less than min(SPREAD x interval, SPREAD_MAX) later:
+    the time is rounded up to a grid of slots of half that bound, so that checks due close
+    together start in the same turn of the loop (a wake-up after a sleep costs more than a
+    check), then a random half of them go one slot later still. Without that draw a check's
+    period would be fixed to the grid (it starts on a slot and asks for the interval from
+    there) and could phase-lock with a backend flapping at a like period: its checks would
+    all land in the same phase of the flap and see a steady backend. With it the period
+    moves by a slot at random, as HAProxy's spread-checks does, and the phase drifts.
+    """
+    due = now + delay
+    slot = min(interval * SPREAD, SPREAD_MAX) / 2
+    if delay <= 0 or slot <= 0:
+        return now if delay <= 0 else due
+    at = math.ceil(due / slot) * slot
+    if at < due:  # (rounding of the float division)
+        at += slot
+    if rng.random() < 0.5:
+        at += slot
+    return at

@@ -2,7 +2,8 @@
 
 One Checker per backend. It only carries out checks and reports pass/fail with a
 reason; what that means for the backend is decided in relay.core.health, and
-when the next check runs comes from there too (interval, or backoff while down).
+when the next check runs comes from there too (interval, or backoff while down, on
+slots shared by the checks due close together: check_at).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from relay.config.model import BackendConfig, HealthConfig
 from relay.core.connect_error import detail
-from relay.core.health import HealthState
+from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
@@ -74,10 +75,11 @@ class Checker:
             return
         if self.timer is not None:
             self.timer.cancel()
-        # Not rounded to shared ticks: that saved wake-ups at 100 backends, but a check period
-        # fixed to the tick grid phase-locks with a backend flapping at a like period, and the
-        # checks then see it as steady (tests/chaos: the flapping primary failed back early)
-        self.timer = self.reactor.call_later(max(0.0, delay), self._start)
+        # on a slot shared with the checks due close to it, one slot later at random: see
+        # relay.core.health.check_at (never early, at most 5 % of the interval late)
+        reactor = self.reactor
+        self.timer = reactor.call_at(check_at(reactor.now, delay, self.config.interval, self.rng),
+                                     self._start)
 
     @property
     def in_flight(self) -> bool:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.core.health import ADMIN_STATES, HealthState, Transition
+from relay.core.health import ADMIN_STATES, SPREAD, SPREAD_MAX, HealthState, Transition, check_at
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 
@@ -536,3 +536,72 @@ def test_down_cause_counts_what_really_failed():
     h.traffic_failed(2.0, "reset")
     assert h.check_failed(3.0, "refused") == Transition(
         "down", "1 checks and 2 connections failed: refused")
+
+
+# -- when checks run (check_at) ------------------------------------------------------------
+
+
+@PROPERTY
+@given(
+    now=st.floats(min_value=0.0, max_value=1e7),
+    delay=st.floats(min_value=-1.0, max_value=600.0),
+    interval=st.floats(min_value=0.001, max_value=600.0),
+    seed=st.integers(0, 2**32),
+)
+def test_a_check_never_runs_early_and_at_most_the_spread_late(now, delay, interval, seed):
+    at = check_at(now, delay, interval, random.Random(seed))
+    if delay <= 0:
+        assert at == now
+        return
+    late = min(interval * SPREAD, SPREAD_MAX)
+    assert now + delay <= at < now + delay + late * (1 + 1e-9) + 1e-6  # (float rounding)
+
+
+def test_checks_due_close_together_share_their_start():
+    rng = random.Random(7)
+    interval = 2.0  # slots of 50 ms
+    dues = [1000.001 + i * 0.001 for i in range(40)]  # all within one slot
+    starts = [check_at(due - interval, interval, interval, rng) for due in dues]
+    assert all(start >= due for start, due in zip(starts, dues, strict=True))
+    # two starts for 40 checks: their slot, or the next one for a random half of them
+    assert len(set(starts)) == 2
+    assert 10 <= starts.count(min(starts)) <= 30
+
+
+class FixedGrid(random.Random):
+    """An RNG that never moves a check to the next slot: check_at as a pure grid."""
+
+    def random(self):
+        return 0.99
+
+
+def flapped(rng, interval=2.0, checks=400):
+    """A backend flapping with a period equal to the check interval (down for the first half
+    of each period, up for the second), checked at check_at's times by a HealthState, each
+    check done at once. Which tenths of the flap's period the checks saw, and how often the
+    backend went down."""
+    h = make(rise=2, fall=2, interval=interval, down_backoff_max=interval)
+    t = 1024.0 + 0.75 * interval  # the first check in the up half
+    seen, downs = set(), 0
+    for _ in range(checks):
+        phase = (t % interval) / interval
+        seen.add(int(phase * 10))
+        transition = h.check_passed(t) if phase >= 0.5 else h.check_failed(t, "refused")
+        downs += transition is not None and transition.to == "down"
+        t = check_at(t, h.next_check_in(rng), interval, rng)
+    return seen, downs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_checks_do_not_phase_lock_with_a_backend_flapping_at_the_interval(seed):
+    seen, downs = flapped(random.Random(seed))
+    assert seen == set(range(10))  # the phase drifted over the whole flap period
+    assert downs >= 1  # so the checks saw the backend down, not steady
+
+
+def test_on_a_fixed_grid_the_same_flap_looks_steady():
+    """What the draw in check_at is for: without it the period is fixed to the grid, every
+    check lands in the same tenth of the flap, and the backend looks up throughout."""
+    seen, downs = flapped(FixedGrid(0))
+    assert seen == {7}
+    assert downs == 0
