@@ -129,7 +129,7 @@ class Reactor:
         self._waker: _Waker | None = None
         self._running = False
         self.now = clock()
-        self.iterations = 0  # loop turns; /healthz watches it move
+        self.iterations = 0  # loop turns (tests count the turns checks start in)
 
     # -- file descriptors -------------------------------------------------
 
