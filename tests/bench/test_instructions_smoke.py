@@ -5,7 +5,8 @@ table, counts something positive for every target, and leaves no process running
 The figures are not judged (too few requests to mean anything), only that they are there.
 relay-compiled is included when the tree is compiled in place (`make compiled`, as in
 `make test`'s compiled run); otherwise it would compile a copy first (about a minute).
-About 25 s on the 2-core development machine (valgrind's start-up is most of it).
+About 25 s on the 2-core development machine (35 s with relay-compiled; valgrind's start-up
+is most of it).
 """
 
 from __future__ import annotations
