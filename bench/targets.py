@@ -339,6 +339,16 @@ listen redis
 """
 
 
+def haproxy_config(spec: TargetSpec, ports: dict[str, int], backends: Backends,
+                   maxconn: int) -> str:
+    """The haproxy.cfg of a "haproxy" target listening on ports["iperf"] and ports["redis"]."""
+    return HAPROXY_CFG.format(
+        nbthread=spec.nbthread, maxconn=maxconn,
+        options="\n".join(f"    {o}" for o in spec.splice_opts),
+        iperf_listen=ports["iperf"], iperf=backends.iperf,
+        redis_listen=ports["redis"], redis=backends.redis)
+
+
 def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
                  max_sessions: int, tag: str = "") -> Instance:
     """Start one instance of `spec` (direct starts nothing) and register its process.
@@ -353,11 +363,7 @@ def start_target(spec: TargetSpec, backends: Backends, procs: Procs, tmp: Path,
     if spec.kind == "haproxy":
         ports = {"iperf": free_port(), "redis": free_port()}
         cfg = d / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(
-            nbthread=spec.nbthread, maxconn=max_sessions,
-            options="\n".join(f"    {o}" for o in spec.splice_opts),
-            iperf_listen=ports["iperf"], iperf=backends.iperf,
-            redis_listen=ports["redis"], redis=backends.redis))
+        cfg.write_text(haproxy_config(spec, ports, backends, max_sessions))
         proc = spawn(["haproxy", "-f", str(cfg)], d / "haproxy.log", procs, f"haproxy {spec.key}")
         wait_listening(list(ports.values()), proc, f"haproxy ({spec.key}, see {d}/haproxy.log)")
         return Instance(spec, ports, proc)
