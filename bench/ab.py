@@ -215,11 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         table(columns, results),
         "",
     ])
-    out = REPO / "bench" / "results" / f"ab-{started:%Y-%m-%dT%H%MZ}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
-    print(f"ab: wrote {out}", file=sys.stderr)
+    report.write_result(REPO / "bench" / "results", f"ab-{started:%Y-%m-%dT%H%MZ}", text, "ab")
     return 0
 
 

@@ -227,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         table(results),
         "",
     ])
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"instructions-{started:%Y-%m-%dT%H%MZ}.md"
-    out.write_text(text)
-    print(text)
-    print(f"instructions: wrote {out}", file=sys.stderr)
+    report.write_result(args.out, f"instructions-{started:%Y-%m-%dT%H%MZ}", text, "instructions")
     return 0
 
 

@@ -9,6 +9,7 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,16 @@ class Results:
 
 
 # --- machine ----------------------------------------------------------------------------------
+
+def write_result(directory: Path, stem: str, text: str, tool: str) -> Path:
+    """Print a run's markdown and write it to directory/stem.md (a bench/results file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"{stem}.md"
+    out.write_text(text)
+    print(text)
+    print(f"{tool}: wrote {out}", file=sys.stderr)
+    return out
+
 
 def _first_line(argv: list[str]) -> str:
     try:

@@ -13,7 +13,6 @@ About 50 s on the 2-core development machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -28,7 +27,7 @@ import pytest
 from bench.report import METRICS, REFERENCE
 from bench.targets import FLOOR, target_specs
 from tests.conftest import require_tool
-from tests.support.wait import wait_for
+from tests.support.process import assert_session_empty
 
 REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 1
@@ -60,25 +59,6 @@ def _run_bench(out: Path) -> tuple[subprocess.Popen[str], str, str]:
     return proc, stdout, stderr
 
 
-def _left_in_session(sid: int) -> list[str]:
-    """Live processes (not zombies) still in session `sid`: what the harness did not stop."""
-    left = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue  # gone meanwhile
-        state, session = fields[0], int(fields[3])  # fields 3 and 6 of stat(5)
-        if session == sid and state != "Z":
-            left.append(f"{entry}: {cmd}")
-    return left
-
-
 @pytest.mark.slow
 def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
     for tool in ("haproxy", "iperf3", "redis-server", "redis-benchmark", "strace"):
@@ -86,12 +66,7 @@ def test_bench_runs_every_target_and_workload(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc, stdout, stderr = _run_bench(out)
 
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not _left_in_session(proc.pid), timeout=5, step=0.1)
-    left = _left_in_session(proc.pid)
-    if left:
-        os.killpg(proc.pid, signal.SIGKILL)  # ours: started by the harness this test ran
-    assert not left, f"bench/run.py left processes running: {left}"
+    assert_session_empty(proc, "bench/run.py", timeout=5)
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{stderr[-3000:]}"
 
     # the files

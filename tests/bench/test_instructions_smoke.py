@@ -11,7 +11,6 @@ is most of it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -22,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from bench.targets import REFERENCE, compiled_in_place
-from tests.bench.test_bench_smoke import _left_in_session
 from tests.conftest import require_tool
-from tests.support.wait import wait_for
+from tests.support.process import assert_session_empty
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 180.0  # the run, then SIGTERM (instructions.py stops what it started), then SIGKILL
@@ -53,12 +51,7 @@ def test_instructions_counts_every_target(tmp_path: Path) -> None:
             stdout, stderr = proc.communicate(timeout=10)
         pytest.fail(f"bench/instructions.py still running after {TIMEOUT:.0f} s:\n{stderr[-3000:]}")
 
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not _left_in_session(proc.pid), timeout=15, step=0.1)
-    left = _left_in_session(proc.pid)
-    if left:
-        os.killpg(proc.pid, signal.SIGKILL)  # ours: started by the script this test ran
-    assert not left, f"bench/instructions.py left processes running: {left}"
+    assert_session_empty(proc, "bench/instructions.py", timeout=15)
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{stderr[-3000:]}"
 
     (md,) = out.glob("instructions-*.md")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import time
 from typing import Any
 
 
@@ -18,3 +20,35 @@ def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0,
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait(5)
+
+
+def left_in_session(sid: int) -> list[str]:
+    """Live processes (not zombies) still in session `sid`: what its leader did not stop."""
+    left = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone meanwhile
+        state, session = fields[0], int(fields[3])  # fields 3 and 6 of stat(5)
+        if session == sid and state != "Z":
+            left.append(f"{entry}: {cmd}")
+    return left
+
+
+def assert_session_empty(proc: subprocess.Popen[Any], what: str, timeout: float) -> None:
+    """`proc` (started with start_new_session) left no process running in its session within
+    `timeout`; any left is killed (ours: started by what the test ran) and the test fails."""
+    deadline = time.monotonic() + timeout
+    left = left_in_session(proc.pid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = left_in_session(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, f"{what} left processes running: {left}"
