@@ -85,9 +85,13 @@ class AuthorityWatch:
     def _index_backends(self) -> None:
         """After a start or a reload: which group backend each key stands for."""
         group = self.group
+        rejoined = False
         for backend in self.discovered.values():  # a reload rebuilt the list from the file
             if group.by_name.get(backend.name) is None:
-                group.add_backend(backend)
+                group.add_backend(backend, refresh=False)  # (one refresh for all: a replica
+                rejoined = True  # back before its primary would look like a failover)
+        if rejoined:
+            group.refresh_tiers()
         if self.config.kind == "http":
             self.by_key = {b.name: b for b in group.backends if b.config.role_url}
         else:

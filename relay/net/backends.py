@@ -260,17 +260,20 @@ class BackendGroup:
         self.tiers.failback_delay = config.failback_delay
         r = config.retry
         self.retry_backoff = Backoff(r.backoff_initial, r.backoff_max, r.multiplier, r.jitter)
-        self.refresh_tiers()
+        # checks (and an authority's watch) first: the backends an authority named join the
+        # new list again there, so the tier is recomputed over all of them (refreshed before,
+        # a listener whose backends the authority names alone went to "no backend" and back)
         self.start_checks()
+        self.refresh_tiers()
         self.drain.keep(pending_drain)
         self._arm_drain()
 
     # -- members that come and go while it runs (issue 15) ---------------------------
 
-    def add_backend(self, backend: Backend) -> None:
+    def add_backend(self, backend: Backend, refresh: bool = True) -> None:
         """`backend` joins the running group (DNS discovery found it, an authority named it):
         a candidate for new sessions from now on, and checked from within one interval, as a
-        new backend of a reload is."""
+        new backend of a reload is. Several at once: refresh=False, then refresh_tiers()."""
         if backend.name in self.by_name:
             raise ValueError(f"listener {self.listener_name}: two backends {backend.name!r}")
         self.backends.append(backend)
@@ -278,7 +281,8 @@ class BackendGroup:
         if self.checking:
             backend.checker = self._checker(backend)
             backend.checker.schedule(self.rng.uniform(0, self.config.health.interval))
-        self.refresh_tiers()  # (which also drops the cached candidate order)
+        if refresh:
+            self.refresh_tiers()  # (which also drops the cached candidate order)
 
     def remove_backend(self, backend: Backend) -> None:
         """`backend` leaves the running group, as a backend a reload removes does: no new

@@ -11,7 +11,7 @@ import pytest
 
 from relay.config import parse_config
 from relay.config.model import Address
-from relay.core.authority import Report
+from relay.core.authority import Report, RoleReport
 from relay.net.authority import AuthorityWatch, follow_authority
 from relay.net.backends import Backend, BackendGroup
 from relay.net.resolve import SockAddr
@@ -66,3 +66,28 @@ def test_an_address_the_configuration_would_refuse_becomes_no_backend(watched: W
     watch, asked = watched
     watch._report("127.0.0.1:26379", Report(100.0, True, "[not-v6]:6379"))
     assert asked == [] and "[not-v6]:6379" not in watch.group.by_name
+
+
+def test_a_reload_keeps_the_primary_serving_and_counts_no_failover(watched: Watched) -> None:
+    """A reload rebuilds the group's list from the file (here only the seed); the backends
+    the sentinels named join again before the serving tier is recomputed, so the primary
+    never stops serving and relay_failovers_total does not move."""
+    watch, _asked = watched
+    group = watch.group
+    watch._report("127.0.0.1:26379", Report(100.0, True, "127.0.0.2:6379", ("127.0.0.3:6379",)))
+    watch._role("127.0.0.2:6379", RoleReport(100.0, "master"))
+    group.authority = watch
+    assert group.tiers.serving == 0
+    before = group.failovers
+    changes: list[dict[str, object]] = []
+    group.note = lambda kind, **fields: changes.append({"kind": kind, **fields})
+    (lc,) = parse_config(CONFIG).listeners
+    group.reconfigure(lc, [])  # a file naming no backend: the sentinels name them all
+    try:
+        assert [c for c in changes if c["kind"] == "tier_change"] == []
+        assert group.failovers == before
+        assert group.tiers.serving == 0
+        assert "127.0.0.2:6379" in group.by_name
+    finally:
+        if group.authority is not None and group.authority is not watch:
+            group.authority.stop()
