@@ -16,8 +16,8 @@ import socket
 from typing import TYPE_CHECKING, Final, Protocol
 
 from relay.core.proxy_header import encode_v1, encode_v2
+from relay.net.connect import _SO_ERROR, _SOL_SOCKET, reset_on_close
 from relay.net.connect import SESSION_MASK as _MASK
-from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
@@ -35,8 +35,6 @@ _HANGUP: Final = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLERR | EPOLLHUP  # events the short paths of Session.on_event leave to the full one
 _SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 _SHUT_WR: Final = socket.SHUT_WR
-_SOL_SOCKET: Final = socket.SOL_SOCKET
-_SO_ERROR: Final = socket.SO_ERROR
 
 # Direction.pump results: nothing more to do now, more to do (budget spent), a socket reset,
 # the direction just finished (FIN passed on)
