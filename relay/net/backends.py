@@ -284,17 +284,19 @@ class BackendGroup:
         if refresh:
             self.refresh_tiers()  # (which also drops the cached candidate order)
 
-    def remove_backend(self, backend: Backend) -> None:
+    def remove_backend(self, backend: Backend, refresh: bool = True) -> None:
         """`backend` leaves the running group, as a backend a reload removes does: no new
         sessions and no more checks; its open sessions finish (relay.metrics keeps its series
-        until they have, and a session retrying meanwhile goes elsewhere)."""
+        until they have, and a session retrying meanwhile goes elsewhere). Several at once:
+        refresh=False, then refresh_tiers()."""
         self.backends.remove(backend)
         if self.by_name.get(backend.name) is backend:
             del self.by_name[backend.name]
         if backend.checker is not None:
             backend.checker.stop()
             backend.checker = None
-        self.refresh_tiers()
+        if refresh:
+            self.refresh_tiers()
 
     # -- checks -------------------------------------------------------------
 

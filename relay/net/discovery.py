@@ -80,16 +80,17 @@ class DnsDiscovery:
         change = diff(self.members, answer)
         if not change.changed:
             return
-        for address in change.add:
+        for address in change.add:  # (one tier refresh for the whole answer, after the log)
             self.members[address] = backend = self._member(answer[address])
-            group.add_backend(backend)
+            group.add_backend(backend, refresh=False)
         for address in change.drain:
-            group.remove_backend(self.members.pop(address))
+            group.remove_backend(self.members.pop(address), refresh=False)
         log.info("discovery_change", listener=group.listener_name, backend=name,
                  added=list(change.add), drained=list(change.drain), kept=list(change.keep))
         if group.note is not None:
             group.note("discovery_change", listener=group.listener_name, backend=name,
                        added=len(change.add), drained=len(change.drain))
+        group.refresh_tiers()
 
     def _member(self, target: SockAddr) -> Backend:
         return Backend(member_config(self.template, target), target, self.group.config)
