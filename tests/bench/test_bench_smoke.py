@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +25,7 @@ import pytest
 from bench.report import METRICS, REFERENCE
 from bench.targets import FLOOR, target_specs
 from tests.conftest import require_tool
-from tests.support.process import assert_session_empty
+from tests.support.process import assert_session_empty, run_in_session
 
 REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 1
@@ -43,20 +41,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _run_bench(out: Path) -> tuple[subprocess.Popen[str], str, str]:
     """bench/run.py in its own session, so whatever it leaves behind can be found and killed."""
-    proc = subprocess.Popen([sys.executable, "bench/run.py", *ARGS, "--out", str(out)], cwd=REPO,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # run.py stops every process it started, by PID
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate(timeout=10)
-        pytest.fail(f"bench/run.py still running after {TIMEOUT:.0f} s:\n{stderr[-3000:]}")
-    return proc, stdout, stderr
+    return run_in_session([sys.executable, "bench/run.py", *ARGS, "--out", str(out)], REPO,
+                          TIMEOUT, "bench/run.py")
 
 
 @pytest.mark.slow

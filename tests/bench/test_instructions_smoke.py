@@ -11,10 +11,7 @@ is most of it).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import pytest
 
 from bench.targets import REFERENCE, compiled_in_place
 from tests.conftest import require_tool
-from tests.support.process import assert_session_empty
+from tests.support.process import assert_session_empty, run_in_session
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 180.0  # the run, then SIGTERM (instructions.py stops what it started), then SIGKILL
@@ -35,21 +32,9 @@ def test_instructions_counts_every_target(tmp_path: Path) -> None:
         require_tool(tool)
     keys = [REFERENCE, "relay-pure"] + (["relay-compiled"] if compiled_in_place() else [])
     out = tmp_path / "results"
-    proc = subprocess.Popen(
+    proc, stdout, stderr = run_in_session(
         [sys.executable, "bench/instructions.py", "--conns", "50", "--requests", "200",
-         "--targets", ",".join(keys), "--out", str(out)],
-        cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # instructions.py stops every process it started
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate(timeout=10)
-        pytest.fail(f"bench/instructions.py still running after {TIMEOUT:.0f} s:\n{stderr[-3000:]}")
+         "--targets", ",".join(keys), "--out", str(out)], REPO, TIMEOUT, "bench/instructions.py")
 
     assert_session_empty(proc, "bench/instructions.py", timeout=15)
     assert proc.returncode == 0, f"exit status {proc.returncode}:\n{stderr[-3000:]}"

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -39,6 +40,26 @@ def left_in_session(sid: int) -> list[str]:
         if session == sid and state != "Z":
             left.append(f"{entry}: {cmd}")
     return left
+
+
+def run_in_session(argv: list[str], cwd: Path, timeout: float,
+                   what: str) -> tuple[subprocess.Popen[str], str, str]:
+    """Run `argv` in its own session (so what it leaves behind can be found: left_in_session)
+    to its end; past `timeout` it gets SIGTERM (a bench script stops what it started), then
+    its session SIGKILL, and the test fails."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate(timeout=10)
+        raise AssertionError(f"{what} still running after {timeout:.0f} s:\n{stderr[-3000:]}") from None
+    return proc, stdout, stderr
 
 
 def assert_session_empty(proc: subprocess.Popen[Any], what: str, timeout: float) -> None:
