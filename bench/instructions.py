@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, of {', '.join(TARGETS)}")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results",
                    help="directory for the markdown file")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="copy the callgrind dumps here (for callgrind_annotate)")
     args = p.parse_args(argv)
     keys = [k for k in args.targets.split(",") if k]
     unknown = [k for k in keys if k not in TARGETS]
@@ -210,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
             backends = targets.start_backends(procs, tmp)
             for key in keys:
                 results[key] = measure(key, backends, procs, tmp, args.conns, args.requests)
+            if args.keep is not None:
+                for dump in tmp.glob("*/out.*"):
+                    target = args.keep / dump.parent.name
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(dump, target / dump.name)
     finally:
         procs.stop_all()
     text = "\n".join([

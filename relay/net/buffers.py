@@ -13,6 +13,11 @@ from __future__ import annotations
 from typing import Final
 
 BUFFER_SIZE: Final = 64 * 1024
+# reads shorter than this are sent on through a view of the scratch buffer made once per
+# length (`head`): slicing a memoryview builds a new object each time, which cost more
+# instructions than the send's own argument handling (bench/NOTES.md). At most this many
+# views (about 200 bytes each) are held, for the lengths actually seen.
+HEADS: Final = 2048
 
 
 class BufferPool:
@@ -22,12 +27,23 @@ class BufferPool:
         self._idle: list[memoryview] = []
         self.in_use = 0  # buffers held by sessions (bytes their receiver has not taken yet)
         self.scratch = memoryview(bytearray(size))
+        self._heads: list[memoryview | None] = [None] * HEADS  # scratch[:n], by n
+
+    def head(self, n: int) -> memoryview:
+        """scratch[:n], the same object each time for a short n."""
+        if n < HEADS:
+            view = self._heads[n]
+            if view is None:
+                view = self._heads[n] = self.scratch[:n]
+            return view
+        return self.scratch[:n]
 
     def take(self) -> memoryview:
         """The scratch buffer, with the bytes just read into it, for a session to keep."""
         buf = self.scratch
         self.in_use += 1
         self.scratch = self._idle.pop() if self._idle else memoryview(bytearray(self.size))
+        self._heads = [None] * HEADS  # (views of the old scratch: that one is the session's now)
         return buf
 
     def release(self, buf: memoryview) -> None:
