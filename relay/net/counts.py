@@ -53,7 +53,8 @@ def add(counts: Counts, slot: int, n: int) -> None:
     """counts[slot] += n (per connection: a list in one process is added to natively by
     compiled code, which goes the generic way for the union)."""
     if isinstance(counts, list):
-        counts[slot] += n
+        values: list[int] = counts  # (typed, and no "+=": mypyc then adds natively)
+        values[slot] = values[slot] + n
     else:
         counts[slot] += n
 

@@ -48,10 +48,12 @@ class Dialing(Handler, Protocol):
 
     config: ListenerConfig
     opened: float
-    client_addr: str
     backend: Backend | None
     dial: Connecting | None
     hedged: bool
+
+    @property
+    def client_addr(self) -> str: ...  # host:port, for logs
 
     def connected(self, backend: Backend, server_end: End, seconds: float) -> None: ...
 

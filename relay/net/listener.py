@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import _socket
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from relay.config.model import ListenerConfig
@@ -34,7 +34,7 @@ from relay.net.edge import Edge, HeaderReader, log_rejections, reset_and_close
 from relay.net.idle import IdleSlots
 from relay.net.reactor import EPOLLIN, Reactor
 from relay.net.resolve import SockAddr, listening_socket
-from relay.net.session import Origin, Session
+from relay.net.session import Origin, Session, SessionHost
 from relay.net.share import SHARE_REST, AcceptShare
 from relay.net.splice import PipePool
 
@@ -50,37 +50,54 @@ def _somaxconn() -> int:
         return 4096
 
 
+class Census:
+    """The sessions of the whole process, which every listener admits against and reports
+    its closed sessions to. Its own compiled object, so that the per-session bookkeeping runs
+    natively: kept on the (interpreted) server it cost attribute reads through a protocol
+    and a Python call per session (bench/NOTES.md)."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections  # [runtime] max_connections (a reload sets it)
+        self.clients = 0  # admitted clients of all listeners
+        self.sessions: set[Session] = set()
+        self.on_empty: Callable[[], None] | None = None  # while stopping: the last one closed
+
+    def closed(self, session: Session) -> None:
+        self.clients -= 1
+        sessions = self.sessions
+        sessions.discard(session)
+        if not sessions and self.on_empty is not None:
+            self.on_empty()
+
+
 class Host(Protocol):
     """The process a listener serves in (relay.net.server.RelayServer): its loop, the pools
-    and limits its listeners share, and where a closed session is reported."""
+    its listeners share and the census of its sessions."""
 
     reactor: Reactor
     pipes: PipePool
     buffers: BufferPool
     idle: IdleSlots
     use_splice: bool
-    max_connections: int
-    clients: int  # admitted clients of all its listeners
-    sessions: set[Session]
+    census: Census
 
     @property
     def listeners(self) -> Sequence[Listener]: ...
 
-    def session_closed(self, session: Session) -> None: ...
 
-
-class Listener:
+class Listener(SessionHost):
     def __init__(self, server: Host, config: ListenerConfig, address: SockAddr,
                  group: BackendGroup) -> None:
         self.server = server
-        self.reactor: Reactor = server.reactor
+        self.census = server.census
+        self.reactor = server.reactor
         self.config = config
         self.name = config.name
         self.address = address
         self.group = group
-        self.pipes: PipePool = server.pipes
-        self.buffers: BufferPool = server.buffers
-        self.idle: IdleSlots = server.idle
+        self.pipes = server.pipes
+        self.buffers = server.buffers
+        self.idle = server.idle
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
         self._family = 0
@@ -153,7 +170,7 @@ class Listener:
         sock = self.sock
         if sock is None or self.pause.paused:
             return
-        sessions = self.server.sessions
+        sessions = self.census.sessions
         for _ in range(ACCEPT_BATCH):
             if share is not None and share.ahead(len(sessions)):
                 self.pause.rest(SHARE_REST, self._accept_queued)
@@ -179,8 +196,8 @@ class Listener:
 
     def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
         add(self.counts, ACCEPTED, 1)
-        server = self.server
-        if self.clients >= self.config.max_connections or server.clients >= server.max_connections:
+        census = self.census
+        if self.clients >= self.config.max_connections or census.clients >= census.max_connections:
             self.rejected["max_connections"] += 1
             client.close()
             return
@@ -190,22 +207,21 @@ class Listener:
         if not edge.plain:
             if edge.wants_header(addr[0]):  # counted as active while its header is awaited
                 self.clients += 1
-                server.clients += 1
+                census.clients += 1
                 HeaderReader(self, client, addr)
                 return
             origin = self._admitted(client, addr, None)
             if origin is None:
                 return
         self.clients += 1
-        server.clients += 1
+        census.clients += 1
         self._open(client, addr, origin)
 
     def _open(self, client: _socket.socket, addr: tuple[str, int], origin: Origin | None) -> None:
-        peer = f"{addr[0]}:{addr[1]}"
-        session = Session(self, client, peer, origin)
-        self.server.sessions.add(session)
+        session = Session(self, client, addr, origin)
+        self.census.sessions.add(session)
         if log.debug_enabled:
-            log.debug("session_open", listener=self.name, client=peer)
+            log.debug("session_open", listener=self.name, client=session.client_addr)
         Dial(self, session).start()
 
     def _admitted(self, client: _socket.socket, source: tuple[str, int],
@@ -229,13 +245,13 @@ class Listener:
         origin = self._admitted(client, source, destination)
         if origin is None:
             self.clients -= 1
-            self.server.clients -= 1
+            self.census.clients -= 1
             return
         self._open(client, source, origin)
 
     def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None:
         self.clients -= 1
-        self.server.clients -= 1
+        self.census.clients -= 1
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
 
     def start_connect(self, target: SockAddr) -> tuple[_socket.socket, int]:
@@ -255,7 +271,7 @@ class Listener:
         origin = session.origin
         if origin is not None and origin.counted:
             self.edge.limit.release(origin.source[0])
-        self.server.session_closed(session)
+        self.census.closed(session)
         backend = session.backend
         up = session.up.bytes if session.up else 0
         down = session.down.bytes if session.down else 0

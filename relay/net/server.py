@@ -27,7 +27,7 @@ from relay.net.buffers import BufferPool
 from relay.net.counts import DOWN, UP
 from relay.net.discovery import expand as expand_discovered
 from relay.net.idle import IdleSlots
-from relay.net.listener import Listener
+from relay.net.listener import Census, Listener
 from relay.net.reactor import Clock, Reactor
 from relay.net.resolve import SockAddr, resolve
 from relay.net.resolver import Key, Outcome, Resolver
@@ -86,10 +86,9 @@ class RelayServer:
         self.resolver = Resolver(self.reactor)  # names are never looked up on the loop
         self._reload_dones: list[Callable[[bool], None] | None] | None = None  # one in progress
         self._reload_next: list[Callable[[bool], None] | None] | None = None  # asked meanwhile
+        self.census = Census(config.runtime.max_connections)  # the sessions, all listeners'
         self._take_runtime(config)
-        self.sessions: set[Session] = set()
-        self.clients = 0  # admitted clients of all listeners (max_connections)
-        self.stopping = False
+        self._stopping = False
         resolved = dict(resolved or {})
 
         def lookup(address: object, passive: bool) -> SockAddr:
@@ -110,8 +109,8 @@ class RelayServer:
 
     def _take_runtime(self, config: Config) -> None:
         """The [runtime] settings that apply to new sessions (at start and on reload)."""
-        self.max_connections = config.runtime.max_connections
-        self.pipes.max_total = 2 * self.max_connections + 64
+        self.census.max_connections = config.runtime.max_connections
+        self.pipes.max_total = 2 * self.census.max_connections + 64
         self.use_splice = config.runtime.splice == "auto" and splice_supported()
         self.metrics.backend_histograms = config.runtime.backend_histograms
 
@@ -425,11 +424,19 @@ class RelayServer:
             session.close(cause, reset=True)
         self.reactor.stop()
 
-    def session_closed(self, session: Session) -> None:
-        self.clients -= 1
-        self.sessions.discard(session)
-        if self.stopping and not self.sessions:
-            self.reactor.stop()
+    @property
+    def sessions(self) -> set[Session]:
+        return self.census.sessions
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        """While stopping, the loop stops when the last session closes."""
+        self._stopping = value
+        self.census.on_empty = self.reactor.stop if value else None
 
     def close(self) -> None:
         for listener in self.listeners:

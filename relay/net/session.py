@@ -57,11 +57,13 @@ splice: Final = getattr(os, "splice", None)
 _write: Final = os.write
 
 
-class SessionHost(Protocol):
+class SessionHost:
     """What a session needs of the listener that accepted its client
-    (relay.net.listener.Listener is one): its loop, its settings, its backend group, the pipes
-    and buffers its directions borrow, the idle slots, and where the session reports its close.
-    Written here so that this module depends on neither the listener nor the dialer."""
+    (relay.net.listener.Listener, the one subclass): its loop, its settings, its backend
+    group, the pipes and buffers its directions borrow, the idle slots, and where the session
+    reports its close. Written here so that this module depends on neither the listener nor
+    the dialer; a class, not a protocol, so that compiled code reads these natively (through
+    a protocol each read was a dictionary lookup, about ten per session: bench/NOTES.md)."""
 
     reactor: Reactor
     config: ListenerConfig
@@ -71,7 +73,8 @@ class SessionHost(Protocol):
     idle: IdleSlots
     use_splice: bool
 
-    def session_closed(self, session: Session, was_relaying: bool) -> None: ...
+    def session_closed(self, session: Session, was_relaying: bool) -> None:
+        raise NotImplementedError
 
 
 class Connecting(Protocol):
@@ -315,18 +318,18 @@ class Session:
     """A client and, once the dialer (relay/net/dialer.py) connected it, its backend: bytes
     both ways until both ends finish, then close."""
 
-    __slots__ = ("__weakref__", "backend", "cause", "client", "client_addr", "config", "dial",
-                 "down", "hedged", "idle_slot", "last_active", "listener", "opened", "origin",
+    __slots__ = ("__weakref__", "backend", "cause", "client", "config", "dial", "down",
+                 "hedged", "idle_slot", "last_active", "listener", "opened", "origin", "peer",
                  "reactor", "scheduled", "server_end", "state", "up")
 
-    def __init__(self, listener: SessionHost, client: _socket.socket, client_addr: str,
+    def __init__(self, listener: SessionHost, client: _socket.socket, peer: tuple[str, int],
                  origin: Origin | None = None) -> None:
         self.listener = listener
         self.origin = origin
         self.config = listener.config  # a reload changes the listener's, not this session's
         self.reactor = listener.reactor
         self.client = End(client)
-        self.client_addr = client_addr
+        self.peer = peer  # the client's (host, port): formatted only when a log needs it
         self.server_end: End | None = None
         self.backend: Backend | None = None  # the one connected, or the last one tried
         self.dial: Connecting | None = None  # while connecting
@@ -339,6 +342,11 @@ class Session:
         self.scheduled = False
         self.cause = ""
         self.reactor.register(self.client.fd, _MASK, self)
+
+    @property
+    def client_addr(self) -> str:
+        """The client as logs name it, host:port."""
+        return f"{self.peer[0]}:{self.peer[1]}"
 
     def connected(self, backend: Backend, server_end: End, seconds: float) -> None:
         """The dialer connected `backend` in `seconds`; `server_end` is registered with this

@@ -14,16 +14,21 @@ fake clock and move it, so no test sleeps for a timer).
 from __future__ import annotations
 
 import heapq
-import itertools
 import time
 from collections.abc import Callable
 from typing import Final
 
 COMPACT_MIN: Final = 256  # below this many cancelled entries, never bother rebuilding
+# (Final: compiled code calls these without a lookup in the module's dictionary)
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 
 def _nothing() -> None:
     pass
+
+
+_NOTHING: Final = _nothing
 
 
 class Timer:
@@ -39,7 +44,7 @@ class Timer:
         if self.cancelled:
             return
         self.cancelled = True
-        self.callback = _nothing  # drop the reference: no session kept alive by a dead timer
+        self.callback = _NOTHING  # drop the reference: no session kept alive by a dead timer
         heap = self.heap
         if heap is not None:  # still queued (not popped)
             self.heap = None
@@ -54,7 +59,7 @@ class TimerHeap:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.entries: list[tuple[float, int, Timer]] = []
-        self._seq = itertools.count()
+        self._seq = 0  # ties between equal deadlines: the order they were added
         self.cancelled = 0  # cancelled entries still in _heap
 
     def __len__(self) -> int:
@@ -63,7 +68,8 @@ class TimerHeap:
 
     def add(self, when: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(when, callback, self)
-        heapq.heappush(self.entries, (when, next(self._seq), timer))
+        seq = self._seq = self._seq + 1
+        _heappush(self.entries, (when, seq, timer))
         return timer
 
     def add_later(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -80,7 +86,7 @@ class TimerHeap:
         """Deadline of the earliest live timer, dropping cancelled ones on the way."""
         heap = self.entries
         while heap and heap[0][2].cancelled:
-            heapq.heappop(heap)
+            _heappop(heap)
             self.cancelled -= 1
         return heap[0][0] if heap else None
 
@@ -92,7 +98,7 @@ class TimerHeap:
         heap = self.entries
         due: list[Timer] = []
         while heap and heap[0][0] <= now:
-            timer = heapq.heappop(heap)[2]
+            timer = _heappop(heap)[2]
             if timer.cancelled:
                 self.cancelled -= 1
             else:
