@@ -11,12 +11,12 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
-from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 
 MAX_BUFFER: Final = 16 * 1024 * 1024  # a peer that stops reading is dropped past this
 
 
-class Channel:
+class Channel(Handler):
     def __init__(self, reactor: Reactor, sock: socket.socket,
                  on_message: Callable[[dict[str, Any]], None],
                  on_close: Callable[[], None]) -> None:

@@ -15,11 +15,19 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
-from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Reactor
+from relay.net.reactor import (
+    EPOLLERR,
+    EPOLLET,
+    EPOLLHUP,
+    EPOLLIN,
+    EPOLLOUT,
+    EPOLLRDHUP,
+    Handler,
+    Reactor,
+)
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
-    from relay.net.reactor import Handler
     from relay.net.timers import Timer
 
 # The mask a relaying session's sockets keep for life (relay/net/session.py): registered with
@@ -29,6 +37,8 @@ _COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLHUP | EPOLLERR
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+# the C socket type, bound once (compiled code looked it up in the module per connection)
+SOCKET: Final = _socket.socket
 _TCP: Final = socket.IPPROTO_TCP
 _NODELAY: Final = socket.TCP_NODELAY
 _SOL_SOCKET: Final = socket.SOL_SOCKET
@@ -48,7 +58,7 @@ def start_connect(target: SockAddr) -> tuple[_socket.socket, int]:
     no socket could be created (e.g. EMFILE).
     """
     # the C socket type: none of the Python-level socket.socket wrapper's costs
-    sock = _socket.socket(target.family, _STREAM_NONBLOCK)
+    sock = SOCKET(target.family, _STREAM_NONBLOCK)
     try:
         sock.setsockopt(_TCP, _NODELAY, 1)
         err = sock.connect_ex(target.sockaddr)
@@ -66,7 +76,7 @@ class Watcher(Protocol[B]):
     def connect_crashed(self, pending: PendingConnect[B]) -> None: ...
 
 
-class PendingConnect(Generic[B]):
+class PendingConnect(Handler, Generic[B]):
     """One connect in progress, watched until it completes (SO_ERROR read) or `deadline`
     passes (ETIMEDOUT). Its watcher may change while it is pending (a hedge race's loser
     goes on being watched for its outcome)."""

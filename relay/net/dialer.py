@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Final, Protocol
 from relay.core.dial import Connect, DialPlan, Step, Wait
 from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
-from relay.net.reactor import Handler
-from relay.net.session import Connecting, End
+from relay.net.session import Dialed, End
 
 if TYPE_CHECKING:
-    from relay.config import ListenerConfig
     from relay.net.reactor import Reactor
     from relay.net.resolve import SockAddr
     from relay.net.timers import Timer
@@ -41,38 +39,18 @@ class DialHost(Protocol):
     def out_of_fds(self, exc: OSError) -> None: ...
 
 
-class Dialing(Handler, Protocol):
-    """What a dial needs of the session it connects (relay.net.session.Session is one; a
-    protocol, not the class, so that the compiled dialer takes the tests' stand-ins); once
-    connected, the session handles its backend socket's events."""
-
-    config: ListenerConfig
-    opened: float
-    backend: Backend | None
-    dial: Connecting | None
-    hedged: bool
-
-    @property
-    def client_addr(self) -> str: ...  # host:port, for logs
-
-    def connected(self, backend: Backend, server_end: End, seconds: float) -> None: ...
-
-    def close(self, cause: str, reset: bool = False, reset_client: bool = False,
-              reset_backend: bool = False) -> None: ...
-
-
 class Dial:
     """Connect attempts for one session, until one connects or the plan gives up."""
 
     __slots__ = ("group", "hedge", "hedge_failed", "hedge_timer", "listener", "plan", "primary",
                  "reactor", "session", "wait_timer")
 
-    def __init__(self, listener: DialHost, session: Dialing) -> None:
+    def __init__(self, listener: DialHost, session: Dialed) -> None:
         config = session.config  # the session's: a reload changes only new sessions'
         self.listener = listener
         group = self.group = listener.group
         self.reactor = listener.reactor
-        self.session: Dialing | None = session
+        self.session: Dialed | None = session
         retry = config.retry
         self.plan: DialPlan[Backend] = DialPlan(group, session.opened, retry.attempts,
                                                 retry.deadline, config.connect_timeout,
@@ -113,7 +91,7 @@ class Dial:
             else:
                 session.close("no_backend")
 
-    def _connect(self, session: Dialing, step: Connect[Backend]) -> None:
+    def _connect(self, session: Dialed, step: Connect[Backend]) -> None:
         backend = step.backend
         session.backend = backend
         try:

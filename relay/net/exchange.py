@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from relay.core.connect_error import detail
 from relay.net import connect
-from relay.net.reactor import EPOLLIN, EPOLLOUT
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 V = TypeVar("V")
 
 
-class Exchange(Generic[V]):
+class Exchange(Handler, Generic[V]):
     def __init__(self, reactor: Reactor, target: SockAddr, request: bytes,
                  parser: Callable[[bytes], tuple[V, int] | None],
                  on_reply: Callable[[V], bool], on_end: Callable[[str], None],

@@ -13,7 +13,7 @@ from relay.logs import log
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.backends import BackendGroup
 from relay.net.buffers import BufferPool
-from relay.net.connect import start_connect
+from relay.net.connect import SOCKET, start_connect
 from relay.net.counts import (
     ACCEPTED,
     DOWN,
@@ -107,6 +107,7 @@ class Listener(SessionHost):
         self.counts: Counts = new_counts(LISTENER_FIELDS)  # see relay.net.counts
         self.rejected = Tally(self, "rejected", REJECT_REASONS, FIELDS)
         self.edge = Edge(config)
+        self.plain = self.edge.plain  # (read per client: natively here, not from the Edge)
         self.durations = HistogramCounts(self, "duration", DURATION_BUCKETS, FIELDS)
         group.hedge_outcomes = Tally(self, "hedges", HEDGE_OUTCOMES, FIELDS)
         self.pause = AcceptPause(self.reactor, self.name, lambda: self.sock)
@@ -148,6 +149,7 @@ class Listener(SessionHost):
         """New settings for new sessions; open sessions keep the ones they started with."""
         self.config = config
         self.edge = Edge(config, self.edge)
+        self.plain = self.edge.plain
         self.use_splice = self.server.use_splice
 
     def close(self) -> None:
@@ -189,7 +191,7 @@ class Listener(SessionHost):
             if len(addr) != 2:  # IPv6's (host, port, flowinfo, scope_id): relay uses host and port
                 addr = (addr[0], addr[1])  # (and mypyc's compiled _admit checks tuple[str, int])
             # the C socket type: none of the Python-level socket.socket wrapper's costs
-            self._admit(_socket.socket(self._family, _STREAM, 0, cfd), addr)
+            self._admit(SOCKET(self._family, _STREAM, 0, cfd), addr)
 
     def on_crash(self, exc: BaseException) -> None:
         pass  # the accept loop keeps no per-client state to clean
@@ -203,9 +205,8 @@ class Listener(SessionHost):
             return
         client.setblocking(False)
         origin = None
-        edge = self.edge
-        if not edge.plain:
-            if edge.wants_header(addr[0]):  # counted as active while its header is awaited
+        if not self.plain:
+            if self.edge.wants_header(addr[0]):  # counted as active while its header is awaited
                 self.clients += 1
                 census.clients += 1
                 HeaderReader(self, client, addr)

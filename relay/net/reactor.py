@@ -16,7 +16,9 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from relay.logs import log
 from relay.net.timers import Timer, TimerHeap
@@ -31,13 +33,23 @@ EPOLLET: Final = select.EPOLLET
 MAX_EVENTS: Final = 1024
 
 
-class Handler(Protocol):
-    def on_event(self, fd: int, events: int) -> None: ...
+@mypyc_attr(allow_interpreted_subclasses=True)  # admin's handlers and tests' are interpreted
+class Handler:
+    """What the loop hands a registered fd's events to. A base class every handler derives
+    from, not a protocol: compiled code calls a compiled handler through its vtable, where a
+    protocol's method was looked up by name and its arguments boxed, per event
+    (bench/NOTES.md)."""
 
-    def on_crash(self, exc: BaseException) -> None: ...
+    __slots__ = ()  # (pure Python: subclasses with __slots__ keep no __dict__)
+
+    def on_event(self, fd: int, events: int) -> None:
+        raise NotImplementedError
+
+    def on_crash(self, exc: BaseException) -> None:
+        raise NotImplementedError
 
 
-class _SignalPipe:
+class _SignalPipe(Handler):
     """Reads the signal numbers the C handler wrote to the wakeup socket."""
 
     def __init__(self, reactor: Reactor) -> None:
@@ -75,7 +87,7 @@ def _record_only(signum: int, frame: object) -> None:
     """Python-level handler: does nothing; the wakeup fd already carries the signal to the loop."""
 
 
-class _Waker:
+class _Waker(Handler):
     """Lets another thread hand the loop a callable (tests, a future supervisor)."""
 
     def __init__(self, reactor: Reactor) -> None:

@@ -15,10 +15,12 @@ import os
 import socket
 from typing import TYPE_CHECKING, Final, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import _SO_ERROR, _SOL_SOCKET, reset_on_close
 from relay.net.connect import SESSION_MASK as _MASK
-from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP
+from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Handler
 from relay.net.splice import SPLICE_FLAGS, Pipe
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ splice: Final = getattr(os, "splice", None)
 _write: Final = os.write
 
 
-class SessionHost:
+class SessionHost(Handler):
     """What a session needs of the listener that accepted its client
     (relay.net.listener.Listener, the one subclass): its loop, its settings, its backend
     group, the pipes and buffers its directions borrow, the idle slots, and where the session
@@ -314,13 +316,40 @@ class Origin:
         self.counted = counted
 
 
-class Session:
+@mypyc_attr(allow_interpreted_subclasses=True)  # the dialer's tests stand in for a session
+class Dialed(Handler):
+    """What a dial (relay/net/dialer.py) needs of the session it connects: Session is the one
+    outside tests. A base class, not a protocol, so that the compiled dialer reads and calls
+    these natively (bench/NOTES.md); once connected, the session handles its backend
+    socket's events (a Handler)."""
+
+    __slots__ = ("backend", "config", "dial", "hedged", "opened")
+
+    config: ListenerConfig
+    opened: float
+    backend: Backend | None  # the one connected, or the last one tried
+    dial: Connecting | None  # while connecting
+    hedged: bool  # its dial raced a second connect (the access log says so)
+
+    @property
+    def client_addr(self) -> str:
+        """The client as logs name it, host:port."""
+        raise NotImplementedError
+
+    def connected(self, backend: Backend, server_end: End, seconds: float) -> None:
+        raise NotImplementedError
+
+    def close(self, cause: str, reset: bool = False, reset_client: bool = False,
+              reset_backend: bool = False) -> None:
+        raise NotImplementedError
+
+
+class Session(Dialed):
     """A client and, once the dialer (relay/net/dialer.py) connected it, its backend: bytes
     both ways until both ends finish, then close."""
 
-    __slots__ = ("__weakref__", "backend", "cause", "client", "config", "dial", "down",
-                 "hedged", "idle_slot", "last_active", "listener", "opened", "origin", "peer",
-                 "reactor", "scheduled", "server_end", "state", "up")
+    __slots__ = ("__weakref__", "cause", "client", "down", "idle_slot", "last_active", "listener",
+                 "origin", "peer", "reactor", "scheduled", "server_end", "state", "up")
 
     def __init__(self, listener: SessionHost, client: _socket.socket, peer: tuple[str, int],
                  origin: Origin | None = None) -> None:
@@ -331,9 +360,9 @@ class Session:
         self.client = End(client)
         self.peer = peer  # the client's (host, port): formatted only when a log needs it
         self.server_end: End | None = None
-        self.backend: Backend | None = None  # the one connected, or the last one tried
-        self.dial: Connecting | None = None  # while connecting
-        self.hedged = False  # its dial raced a second connect (the access log says so)
+        self.backend = None
+        self.dial = None
+        self.hedged = False
         self.state = CONNECTING
         self.up: Direction | None = None  # client -> backend
         self.down: Direction | None = None  # backend -> client
@@ -345,7 +374,6 @@ class Session:
 
     @property
     def client_addr(self) -> str:
-        """The client as logs name it, host:port."""
         return f"{self.peer[0]}:{self.peer[1]}"
 
     def connected(self, backend: Backend, server_end: End, seconds: float) -> None:

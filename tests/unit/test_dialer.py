@@ -19,6 +19,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
 from relay.net.reactor import EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
+from relay.net.session import Dialed
 from tests.support.fakeclock import FakeClock, advance_to
 
 
@@ -26,16 +27,17 @@ def advance(reactor: Reactor, seconds: float) -> None:
     advance_to(reactor, reactor.now + seconds)
 
 
-class FakeSession:
+class FakeSession(Dialed):
     """What a dial needs of its session and its listener (the fake is both); records what the
     dial did to it."""
+
+    client_addr = "127.0.0.1:5555"  # (a property of Dialed's)
 
     def __init__(self, group: BackendGroup, reactor: Reactor, config: Any) -> None:
         self.group = group
         self.reactor = reactor
         self.config = config
         self.opened = reactor.now
-        self.client_addr = "127.0.0.1:5555"
         self.hedged = False
         self.backend: Backend | None = None
         self.dial: Any = None
@@ -46,7 +48,8 @@ class FakeSession:
     def connected(self, backend: Backend, server_end: Any, seconds: float) -> None:
         self.got = (backend, server_end)
 
-    def close(self, cause: str, reset: bool = False) -> None:
+    def close(self, cause: str, reset: bool = False, reset_client: bool = False,
+              reset_backend: bool = False) -> None:
         self.closed = cause
         if self.dial is not None:
             self.dial.cancel(reset)

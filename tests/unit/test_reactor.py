@@ -4,7 +4,7 @@ import os
 import signal
 import socket
 
-from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 
 
 def test_timers_and_deferred_calls_run_in_the_loop():
@@ -37,7 +37,7 @@ def test_signal_callback_runs_in_the_loop_not_in_the_handler():
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
-class _Exploding:
+class _Exploding(Handler):
     def __init__(self):
         self.crashed = []
 
@@ -70,7 +70,7 @@ def test_a_handler_that_raises_does_not_stop_the_loop():
     assert ran_after == [True]
 
 
-class _Recorder:
+class _Recorder(Handler):
     def __init__(self):
         self.events = []
 
@@ -92,7 +92,7 @@ def test_an_fd_reused_within_a_batch_gets_no_stale_event():
     new_handler = _Recorder()
     reused = []
 
-    class _ClosesB:
+    class _ClosesB(Handler):
         def on_event(self, fd, events):
             if reused:
                 return
@@ -153,7 +153,7 @@ def test_run_once_waits_at_most_max_wait_for_events():
     a, b = socket.socketpair()
     got = []
 
-    class Reader:
+    class Reader(Handler):
         def on_event(self, fd, events):
             got.append(a.recv(16))
 
