@@ -65,7 +65,7 @@ class ConnectEstimate:
             oldest = recent[self.next]
             recent[self.next] = seconds
             self.next = (self.next + 1) % self.window
-            del ordered[_first_at_least(ordered, oldest)]
+            ordered.pop(_first_at_least(ordered, oldest))  # (pop: native; del was generic)
         ordered.insert(_first_above(ordered, seconds), seconds)  # after equal values
 
     def p90(self) -> float | None:

@@ -126,7 +126,9 @@ class PendingConnect(Handler, Generic[B]):
         if sock is None:
             return
         # never dup'd: closing it takes it out of epoll (no epoll_ctl; see Reactor.handlers)
-        self.reactor.handlers.pop(self.fd, None)
+        handlers = self.reactor.handlers
+        if self.fd in handlers:  # (two native dictionary operations: pop is a generic call)
+            del handlers[self.fd]
         if reset:
             reset_on_close(sock)
         sock.close()

@@ -213,7 +213,7 @@ class Dial:
             self._no_hedge_timer()
         self.session = session.dial = None  # no cycle left: reference counting frees both
         started, backend, events = pending.started, pending.backend, pending.events
-        server_end = End(pending.hand_over(session))
+        server_end = End(pending.hand_over(session), pending.fd)
         server_end.note(events)
         try:
             session.connected(backend, server_end, self.reactor.now - started)

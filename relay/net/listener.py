@@ -191,12 +191,12 @@ class Listener(SessionHost):
             if len(addr) != 2:  # IPv6's (host, port, flowinfo, scope_id): relay uses host and port
                 addr = (addr[0], addr[1])  # (and mypyc's compiled _admit checks tuple[str, int])
             # the C socket type: none of the Python-level socket.socket wrapper's costs
-            self._admit(SOCKET(self._family, _STREAM, 0, cfd), addr)
+            self._admit(SOCKET(self._family, _STREAM, 0, cfd), cfd, addr)
 
     def on_crash(self, exc: BaseException) -> None:
         pass  # the accept loop keeps no per-client state to clean
 
-    def _admit(self, client: _socket.socket, addr: tuple[str, int]) -> None:
+    def _admit(self, client: _socket.socket, fd: int, addr: tuple[str, int]) -> None:
         add(self.counts, ACCEPTED, 1)
         census = self.census
         if self.clients >= self.config.max_connections or census.clients >= census.max_connections:
@@ -216,10 +216,11 @@ class Listener(SessionHost):
                 return
         self.clients += 1
         census.clients += 1
-        self._open(client, addr, origin)
+        self._open(client, fd, addr, origin)
 
-    def _open(self, client: _socket.socket, addr: tuple[str, int], origin: Origin | None) -> None:
-        session = Session(self, client, addr, origin)
+    def _open(self, client: _socket.socket, fd: int, addr: tuple[str, int],
+              origin: Origin | None) -> None:
+        session = Session(self, client, fd, addr, origin)
         self.census.sessions.add(session)
         if log.debug_enabled:
             log.debug("session_open", listener=self.name, client=session.client_addr)
@@ -248,7 +249,7 @@ class Listener(SessionHost):
             self.clients -= 1
             self.census.clients -= 1
             return
-        self._open(client, source, origin)
+        self._open(client, client.fileno(), source, origin)
 
     def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None:
         self.clients -= 1

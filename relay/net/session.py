@@ -91,9 +91,9 @@ class End:
 
     __slots__ = ("fd", "hup", "readable", "sock", "writable")
 
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: _socket.socket, fd: int) -> None:
         self.sock = sock
-        self.fd = sock.fileno()
+        self.fd = fd  # sock.fileno(), which the caller knows already
         self.readable = False
         self.writable = False
         self.hup = False  # the peer hung up (or errored): read until EOF, take no shortcut
@@ -351,13 +351,13 @@ class Session(Dialed):
     __slots__ = ("__weakref__", "cause", "client", "down", "idle_slot", "last_active", "listener",
                  "origin", "peer", "reactor", "scheduled", "server_end", "state", "up")
 
-    def __init__(self, listener: SessionHost, client: _socket.socket, peer: tuple[str, int],
-                 origin: Origin | None = None) -> None:
+    def __init__(self, listener: SessionHost, client: _socket.socket, fd: int,
+                 peer: tuple[str, int], origin: Origin | None = None) -> None:
         self.listener = listener
         self.origin = origin
         self.config = listener.config  # a reload changes the listener's, not this session's
         self.reactor = listener.reactor
-        self.client = End(client)
+        self.client = End(client, fd)
         self.peer = peer  # the client's (host, port): formatted only when a log needs it
         self.server_end: End | None = None
         self.backend = None
@@ -554,7 +554,9 @@ class Session(Dialed):
         if end is None:
             return
         self.server_end = None
-        self.reactor.handlers.pop(end.fd, None)
+        handlers = self.reactor.handlers
+        if end.fd in handlers:  # (two native dictionary operations: pop is a generic call)
+            del handlers[end.fd]
         if reset:
             reset_on_close(end.sock)
         end.sock.close()
@@ -577,7 +579,9 @@ class Session(Dialed):
                     direction.release()
                 direction.other = None  # no cycle left: reference counting frees the session
         self._drop_server_end(reset or reset_backend)
-        self.reactor.handlers.pop(self.client.fd, None)
+        handlers = self.reactor.handlers
+        if self.client.fd in handlers:
+            del handlers[self.client.fd]
         if reset or reset_client:
             reset_on_close(self.client.sock)
         self.client.sock.close()
