@@ -173,7 +173,7 @@ class Listener(SessionHost):
         if sock is None or self.pause.paused:
             return
         sessions = self.census.sessions
-        for _ in range(ACCEPT_BATCH):
+        for _turn in range(ACCEPT_BATCH):  # (a named int: "_" is boxed per round, compiled)
             if share is not None and share.ahead(len(sessions)):
                 self.pause.rest(SHARE_REST, self._accept_queued)
                 return

@@ -252,7 +252,7 @@ class Reactor:
                     except Exception as exc:  # one connection's bug must not stop the loop
                         self._crashed(handler, exc)
             if soon:
-                for _ in range(len(soon)):
+                for _turn in range(len(soon)):
                     callback = soon.popleft()
                     try:
                         callback()

@@ -150,7 +150,7 @@ class Direction:
 
     def _pump_splice(self) -> int:
         src, dst = self.src, self.dst
-        for _ in range(BUDGET):
+        for _round in range(BUDGET):
             progressed = False
             pipe = self.pipe
             if pipe is not None and self.pending and dst.writable:
@@ -215,7 +215,7 @@ class Direction:
 
     def _pump_copy(self) -> int:
         src, dst = self.src, self.dst
-        for _ in range(BUDGET):
+        for _round in range(BUDGET):  # (a named int: "_" is boxed per round, compiled)
             if self.end:  # bytes read earlier that dst did not take yet
                 if not dst.writable:
                     return IDLE
