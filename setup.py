@@ -71,6 +71,10 @@ COMPILED = [
     "relay/core/events.py",
 ]
 
+# modules whose classes are subclassed in another module (session.py's SessionHost by
+# listener.py's Listener): compiled only together with those, whatever RELAY_COMPILE says
+SUBCLASSED_IN = {"relay/net/session.py": ("relay/net/listener.py",)}
+
 
 def wanted() -> list[str]:
     """The module paths to compile: RELAY_COMPILE if set, else COMPILED; only those present."""
@@ -82,7 +86,11 @@ def wanted() -> list[str]:
     elif override:
         paths = [p.strip() for p in override.split(",") if p.strip()]
     else:
-        paths = COMPILED
+        paths = list(COMPILED)
+    # a compiled class's interpreted subclass cannot be instantiated (mypyc): a module goes
+    # with the ones subclassing its classes
+    for path in list(paths):
+        paths += [p for p in SUBCLASSED_IN.get(path, ()) if p not in paths]
     # a module a refactor removed is skipped, not a build failure
     return [p for p in paths if (HERE / p).is_file()]
 

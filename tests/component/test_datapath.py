@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
+import random
 import socket
 import struct
 import threading
@@ -259,3 +261,94 @@ def test_closed_sessions_leave_nothing_for_the_garbage_collector(echo, splice):
     finally:
         gc.enable()
         relay.stop()
+
+
+# around the copy path's cached scratch heads (relay/net/buffers.py HEADS = 2048), one byte and a
+# whole scratch buffer (64 KiB)
+_SIZES = [1, 2, 2047, 2048, 2049, 4096, 65535, 65536, 65537]
+
+
+def _client_run(port: int, seed: int, throttled: bool, results: dict[int, str]) -> None:
+    """Distinct random-length messages to the echo backend through relay; what comes back
+    must be the same stream. A throttled client reads in small bites with pauses, on a small
+    receive buffer, so relay's writes to it come out partial."""
+    rng = random.Random(seed)
+    messages = [rng.choice(_SIZES) if rng.random() < 0.4 else rng.randint(1, 5000)
+                for _ in range(rng.randint(40, 120))]
+    if throttled:  # first more than the kernel buffers on the way hold (loopback: MiBs)
+        messages = [65536] * 96 + messages
+    payload = b"".join(rng.randbytes(size) for size in messages)
+    conn = socket.socket()
+    if throttled:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.settimeout(60)
+    got = bytearray()
+    try:
+        conn.connect(("127.0.0.1", port))
+
+        def write() -> None:
+            offset = 0
+            for size in messages:  # one send per message: relay's reads vary in length
+                conn.sendall(payload[offset:offset + size])
+                offset += size
+            conn.shutdown(socket.SHUT_WR)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        if throttled:  # nothing read for a while: the buffers on the way back fill up
+            writer.join(1.0)
+        while True:
+            data = conn.recv(rng.choice([1, 700, 2047, 2049]) if throttled else 1 << 20)
+            if not data:
+                break
+            got += data
+            if throttled and rng.random() < 0.05:
+                time.sleep(0.002)
+        writer.join(60)
+        if len(got) != len(payload):
+            results[seed] = f"{len(got)} bytes back of {len(payload)}"
+        elif hashlib.sha256(got).digest() != hashlib.sha256(payload).digest():
+            first = next(i for i, (a, b) in enumerate(zip(got, payload, strict=True)) if a != b)
+            results[seed] = f"wrong bytes from offset {first} of {len(payload)}"
+        else:
+            results[seed] = "ok"
+    except OSError as exc:
+        results[seed] = repr(exc)
+    finally:
+        conn.close()
+
+
+def _resetter_run(port: int, seed: int) -> None:
+    """Sends, never reads, and resets mid-stream: its session ends with bytes still held."""
+    rng = random.Random(seed)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with contextlib.suppress(OSError):
+            for _ in range(rng.randint(5, 40)):
+                conn.sendall(rng.randbytes(rng.choice(_SIZES)))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_concurrent_sessions_of_mixed_message_sizes_get_their_own_bytes(echo, start_relay,
+                                                                         splice):
+    """Many sessions at once share the copy path's one scratch buffer (and its cached views):
+    a slow reader makes its session keep that buffer, others reset mid-stream; each client
+    must get back exactly its own stream."""
+    relay = start_relay(one_listener(echo.port), runtime={"splice": splice})
+    port = relay.port()
+    results: dict[int, str] = {}
+    threads = [threading.Thread(target=_client_run, args=(port, seed, seed % 3 == 0, results),
+                                daemon=True) for seed in range(24)]
+    threads += [threading.Thread(target=_resetter_run, args=(port, 1000 + seed), daemon=True)
+                for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == {seed: "ok" for seed in range(24)}
+    with socket.create_connection(("127.0.0.1", port)) as conn:  # relay still serves
+        conn.sendall(b"after")
+        assert conn.recv(5) == b"after"

@@ -40,6 +40,45 @@ def test_stop_signal_closes_listener_at_once_and_drains_sessions(echo, start_rel
     assert relay.wait(10) == 0
 
 
+def test_a_stopping_relay_exits_when_its_last_session_closes_not_before(echo, start_relay):
+    """The loop stops when the last session closes (not the first, not at shutdown_grace):
+    the grace (60 s) is far beyond the waits here."""
+    relay = start_relay(one_listener(echo.port, access_log=True),
+                        runtime={"shutdown_grace": "60s"})
+    conns = [socket.create_connection(("127.0.0.1", relay.port())) for _ in range(3)]
+    try:
+        for conn in conns:
+            conn.sendall(b"a")
+            assert conn.recv(1) == b"a"
+        relay.signal(signal.SIGTERM)
+        shutdown = relay.wait_event(lambda e: e.get("event") == "shutdown")
+        assert shutdown["sessions"] == 3
+        for closed in (1, 2):
+            conns.pop().close()
+            wait_for(lambda n=closed: relay.count("access") == n, timeout=10, step=0.02)
+            for conn in conns:  # the rest still relay: the loop did not stop
+                conn.sendall(b"b")
+                assert conn.recv(1) == b"b"
+            assert relay.proc.poll() is None
+    finally:
+        for conn in conns:
+            conn.close()
+    assert relay.wait(10) == 0
+    assert {e.get("cause") for e in relay.events if e.get("event") == "access"} == {"client_eof"}
+
+
+def test_a_stopping_relay_without_sessions_exits_at_once(echo, start_relay):
+    relay = start_relay(one_listener(echo.port, access_log=True),
+                        runtime={"shutdown_grace": "60s"})
+    with socket.create_connection(("127.0.0.1", relay.port())) as conn:
+        conn.sendall(b"a")
+        assert conn.recv(1) == b"a"
+    relay.wait_event(lambda e: e.get("event") == "access")  # its one session is gone
+    relay.signal(signal.SIGTERM)
+    assert relay.wait(10) == 0  # not after the 60 s grace
+    assert relay.wait_event(lambda e: e.get("event") == "shutdown")["sessions"] == 0
+
+
 def test_shutdown_grace_ends_sessions_that_do_not_finish(echo, start_relay):
     relay = start_relay(one_listener(echo.port, access_log=True),
                         runtime={"shutdown_grace": "500ms"})

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 
 import pytest
 
+from tests.component.test_reload import reload
 from tests.conftest import one_listener
+from tests.support.redis import free_port
+from tests.support.relayproc import toml_config
 from tests.support.wait import wait_for
 
 
@@ -153,3 +157,114 @@ def _fd_targets(pid: int) -> list[str]:
         with contextlib.suppress(OSError):
             out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     return out
+
+
+# -- [runtime] max_connections: PROXY-header clients, refusals, reloads --------------------------
+
+
+def _edge(echo_port: int, listen_port: int) -> list[dict[str, object]]:
+    """A listener that takes PROXY headers from 127.0.0.2 and denies one source they may name."""
+    return [{"name": "edge", "listen": f"127.0.0.1:{listen_port}", "health": {"kind": "none"},
+             "connect_timeout": "2s", "accept_proxy": "v1", "trusted_proxies": ["127.0.0.2"],
+             "deny": ["203.0.113.99/32"],
+             "backends": [{"name": "b1", "address": f"127.0.0.1:{echo_port}"}]}]
+
+
+def _proxied(port: int) -> socket.socket:
+    """A client through the trusted proxy (127.0.0.2), its header not sent yet."""
+    conn = socket.socket()
+    conn.settimeout(10)
+    conn.bind(("127.0.0.2", 0))
+    conn.connect(("127.0.0.1", port))
+    return conn
+
+
+def _header(source: str = "198.51.100.1") -> bytes:
+    return f"PROXY TCP4 {source} 10.0.0.1 1000 80\r\n".encode()
+
+
+def _relays(conn: socket.socket, header: bytes = b"") -> bool:
+    """The echo answers through relay (False: relay closed or reset the client)."""
+    try:
+        conn.sendall(header + b"!")
+        return conn.recv(1) == b"!"
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def _open_sessions(relay: object) -> int:
+    return int(json.loads(relay.http("GET", "/status")[1])["sessions"])  # type: ignore[attr-defined]
+
+
+def _settle(relay: object) -> None:
+    wait_for(lambda: _open_sessions(relay) == 0, timeout=10, step=0.02)
+
+
+def _capacity(relay: object, bound: int = 6) -> int:
+    """How many new clients relay admits now, up to `bound`; all closed (and gone from relay)
+    before this returns."""
+    held: list[socket.socket] = []
+    try:
+        for i in range(bound):
+            held.append(_proxied(relay.port()))  # type: ignore[attr-defined]
+            if not _relays(held[-1], _header(f"198.51.100.{i + 1}")):
+                return i
+        return bound
+    finally:
+        for conn in held:
+            conn.close()
+        _settle(relay)
+
+
+def test_runtime_max_connections_counts_header_clients_and_every_place_comes_back(
+        echo, start_relay):
+    listen_port = free_port()
+    relay = start_relay(_edge(echo.port, listen_port), runtime={"max_connections": 2})
+    port = relay.port()
+    assert _capacity(relay) == 2
+    # a client whose header is still awaited holds a place
+    with _proxied(port) as waiting, _proxied(port) as first:
+        assert _relays(first, _header())
+        with _proxied(port) as third:
+            assert not _relays(third, _header("198.51.100.3"))
+        assert _relays(waiting, _header("198.51.100.2"))
+    _settle(relay)
+    # every way a header client fails, and refusals at the limit, give their place back
+    for _ in range(4):
+        with _proxied(port) as bad:
+            assert not _relays(bad, b"GARBAGE\r\n")
+        with _proxied(port) as denied:  # the header names a denied source
+            assert not _relays(denied, _header("203.0.113.99"))
+        _proxied(port).close()  # closes before its header
+        held = [_proxied(port), _proxied(port)]
+        try:
+            assert all(_relays(conn, _header(f"198.51.100.{i}")) for i, conn in enumerate(held))
+            with _proxied(port) as refused:
+                assert not _relays(refused, _header("198.51.100.9"))
+        finally:
+            for conn in held:
+                conn.close()
+        _settle(relay)
+    # (the last client that closed before its header may still be in: its place comes back)
+    wait_for(lambda: _capacity(relay) == 2, timeout=10, step=0.05)
+    # a reload changes the limit for new clients; admitted ones stay
+    reload(relay, toml_config(_edge(echo.port, listen_port), {"max_connections": 3}), "reload")
+    assert _capacity(relay) == 3
+    held = [_proxied(port) for _ in range(3)]
+    try:
+        assert all(_relays(conn, _header(f"198.51.100.{i}")) for i, conn in enumerate(held))
+        reload(relay, toml_config(_edge(echo.port, listen_port), {"max_connections": 1}),
+               "reload")
+        assert all(_relays(conn) for conn in held)  # not cut
+        with _proxied(port) as refused:
+            assert not _relays(refused, _header("198.51.100.9"))
+        held.pop().close()
+        held.pop().close()
+        wait_for(lambda: _open_sessions(relay) == 1, timeout=10, step=0.02)
+        with _proxied(port) as refused:  # one admitted is still one too many for 1
+            assert not _relays(refused, _header("198.51.100.9"))
+    finally:
+        for conn in held:
+            conn.close()
+    _settle(relay)
+    assert _capacity(relay) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import Counter
 
@@ -91,3 +92,31 @@ def test_only_the_lowest_tier_serves_while_all_count_as_up(start_relay):
     finally:
         primary.close()
         backup.close()
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_client_is_named_host_colon_port_in_access_and_connect_failed_lines(start_relay):
+    """As relay always wrote it: "::1:PORT" (host, a colon, the port; no brackets)."""
+    server = _named(b"six", family=socket.AF_INET6)
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once closed
+    try:
+        relay = start_relay([
+            {"name": "v6", "listen": "[::1]:0", "access_log": True,
+             "backends": [{"name": "b", "address": f"[::1]:{server.port}"}]},
+            {"name": "dead", "listen": "[::1]:0", "health": {"kind": "none"},
+             "backends": [{"name": "gone", "address": f"[::1]:{closed}"}]}])
+        with socket.create_connection(("::1", relay.port("v6")), timeout=10) as conn:
+            port = conn.getsockname()[1]
+            assert conn.recv(3) == b"six"
+        access = relay.wait_event(lambda e: e.get("event") == "access")
+        assert access["client"] == f"::1:{port}"
+        with socket.create_connection(("::1", relay.port("dead")), timeout=10) as conn:
+            port = conn.getsockname()[1]
+            with contextlib.suppress(ConnectionResetError):
+                conn.recv(1)
+        failed = relay.wait_event(lambda e: e.get("event") == "connect_failed")
+        assert failed["client"] == f"::1:{port}"
+    finally:
+        server.close()

@@ -75,3 +75,19 @@ def test_the_heap_reads_its_own_clock_when_not_told_the_time():
     for timer in heap.pop_due():
         timer.callback()
     assert fired == ["a"] and len(heap) == 0
+
+
+def test_equal_deadlines_keep_insertion_order_through_compaction_and_later_adds():
+    heap = TimerHeap()
+    fired: list[int] = []
+    timers = [heap.add(5.0, lambda i=i: fired.append(i)) for i in range(2000)]
+    for i, timer in enumerate(timers):
+        if i % 4:  # three of four cancelled: the heap is rebuilt on the way (compact)
+            timer.cancel()
+    assert len(heap.entries) < 2000  # compacted
+    later = [heap.add(5.0, lambda i=i: fired.append(i)) for i in range(2000, 2100)]
+    heap.add(4.0, lambda: fired.append(-1))
+    assert len(heap) == 500 + len(later) + 1
+    for timer in heap.pop_due(5.0):
+        timer.callback()
+    assert fired == [-1, *range(0, 2000, 4), *range(2000, 2100)]
