@@ -40,7 +40,7 @@ class Lane:
         for sock in (self.feed, src, dst, self.out):
             sock.setblocking(False)
         self.socks = (self.feed, src, dst, self.out)
-        self.direction = Direction(End(src), End(dst), host, False)
+        self.direction = Direction(End(src, src.fileno()), End(dst, dst.fileno()), host, False)
         self.sent = bytearray()  # what the feed took
         self.got = bytearray()  # what came out
 
