@@ -28,6 +28,7 @@ class BufferPool:
         self.in_use = 0  # buffers held by sessions (bytes their receiver has not taken yet)
         self.scratch = memoryview(bytearray(size))
         self._heads: list[memoryview | None] = [None] * HEADS  # scratch[:n], by n
+        self._filled: list[int] = []  # the n of each view made (what take() forgets)
 
     def head(self, n: int) -> memoryview:
         """scratch[:n], the same object each time for a short n."""
@@ -35,6 +36,7 @@ class BufferPool:
             view = self._heads[n]
             if view is None:
                 view = self._heads[n] = self.scratch[:n]
+                self._filled.append(n)
             return view
         return self.scratch[:n]
 
@@ -43,7 +45,10 @@ class BufferPool:
         buf = self.scratch
         self.in_use += 1
         self.scratch = self._idle.pop() if self._idle else memoryview(bytearray(self.size))
-        self._heads = [None] * HEADS  # (views of the old scratch: that one is the session's now)
+        heads = self._heads  # forget the views of the old scratch: that one is the session's now
+        for n in self._filled:
+            heads[n] = None
+        self._filled.clear()
         return buf
 
     def release(self, buf: memoryview) -> None:
