@@ -41,7 +41,7 @@ from relay.errors import UnknownName
 from relay.logs import log
 from relay.metrics import Measured, Metrics
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
-from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Handler, Reactor
+from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr, listening_socket
 from relay.net.sliced import SlicedJob
 from relay.ui import page_file
@@ -110,7 +110,7 @@ def is_loopback(address: SockAddr) -> bool:
     return ip.is_loopback
 
 
-class AdminServer(Handler):
+class AdminServer:
     def __init__(self, server: Operated, address: SockAddr, token: str | None) -> None:
         self.server = server
         self.reactor: Reactor = server.reactor
@@ -354,7 +354,7 @@ class AdminServer(Handler):
         return _json(200, {"listener": listener, "active_tier": tier})
 
 
-class AdminConnection(Handler):
+class AdminConnection:
     """One client: reads a request, answers it, and only then reads the next one."""
 
     def __init__(self, admin: AdminServer, sock: socket.socket) -> None:

@@ -21,7 +21,7 @@ from relay.core.connect_error import detail
 from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import reset_on_close
-from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Checked(Protocol):
     def health(self) -> HealthState: ...
 
 
-class Checker(Handler):
+class Checker:
     def __init__(self, reactor: Reactor, backend: Checked, config: HealthConfig, proxy: str,
                  rng: random.Random, on_result: Callable[[bool, str], None]) -> None:
         """proxy: the PROXY header version the backend's listener sends ("off", "v1", "v2");

@@ -22,6 +22,7 @@ from relay.net.reactor import (
     EPOLLIN,
     EPOLLOUT,
     EPOLLRDHUP,
+    EventHandler,
     Handler,
     Reactor,
 )
@@ -133,7 +134,7 @@ class PendingConnect(Handler, Generic[B]):
             reset_on_close(sock)
         sock.close()
 
-    def hand_over(self, handler: Handler) -> _socket.socket:
+    def hand_over(self, handler: EventHandler) -> _socket.socket:
         """The connect succeeded: its socket, still registered with SESSION_MASK, now belongs
         to `handler` (no epoll_ctl)."""
         if self.timer is not None:

@@ -35,7 +35,7 @@ from relay.core.proxy_header import (
 )
 from relay.logs import log
 from relay.net.connect import reset_on_close
-from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP, Handler, Reactor
+from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP, Reactor
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
@@ -104,7 +104,7 @@ class HeaderSink(Protocol):
     def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None: ...
 
 
-class HeaderReader(Handler):
+class HeaderReader:
     """Waits for a trusted client's PROXY header, then hands the client to its listener."""
 
     __slots__ = ("addr", "client", "fd", "listener", "need", "timer")
