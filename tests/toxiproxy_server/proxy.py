@@ -34,6 +34,9 @@ class Proxy:
         self._listeners: list[socket.socket] = []  # two for a wildcard (see addr.listen)
         self._accepting: list[asyncio.Task[None]] = []
         self._dialling: set[asyncio.Task[None]] = set()
+        # accepted clients not yet handed to a Connection nor closed: a dialling task
+        # cancelled before it ran never sees its client, so stop() closes what is left here
+        self._unanswered: set[socket.socket] = set()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,9 @@ class Proxy:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        for client in self._unanswered:
+            client.close()
+        self._unanswered.clear()
         for sock in self._listeners:
             sock.close()
         self._listeners = []
@@ -99,6 +105,7 @@ class Proxy:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     await asyncio.sleep(0.1)
                 continue
+            self._unanswered.add(client)
             task = loop.create_task(self._connect(client))
             self._dialling.add(task)
             task.add_done_callback(self._dialling.discard)
@@ -111,11 +118,14 @@ class Proxy:
             upstream = await addr.dial(self.upstream)
         except (OSError, addr.AddrError) as exc:
             log.info("proxy %s: cannot reach upstream %s: %s", self.name, self.upstream, exc)
+            self._unanswered.discard(client)
             client.close()
             return
         except BaseException:
+            self._unanswered.discard(client)
             client.close()
             raise
+        self._unanswered.discard(client)
         conn = Connection(self, client, upstream)
         self.connections.add(conn)
         conn.start()
