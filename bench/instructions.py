@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/instructions.py                      # HAProxy, relay compiled, pure
     .venv/bin/python bench/instructions.py --targets haproxy-1t,relay-compiled --conns 500
+    .venv/bin/python bench/instructions.py --targets relay-compiled --keep /tmp/cg   # then:
+    callgrind_annotate --inclusive=yes --tree=calling /tmp/cg/relay-compiled/out.1
 
 Unlike CPU time on a shared 2-core machine, an instruction count does not move with the load
 of the machine: repeated runs agree within about 1 %. Each target runs under
