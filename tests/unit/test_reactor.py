@@ -70,6 +70,48 @@ def test_a_handler_that_raises_does_not_stop_the_loop():
     assert ran_after == [True]
 
 
+class _PlainReader:
+    """A handler that is not a Handler (as admin's, the checker's and the PROXY header
+    reader are: interpreted classes), called by name: it reads, then raises once."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.got = b""
+        self.crashed = []
+
+    def on_event(self, fd, events):
+        self.got += self.sock.recv(100)
+        if not self.crashed:
+            raise RuntimeError("once")
+
+    def on_crash(self, exc):
+        self.crashed.append(exc)
+
+
+def test_a_plain_class_handler_gets_its_events_and_its_crash():
+    r = Reactor()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    handler = _PlainReader(a)
+    r.register(a.fileno(), EPOLLIN, handler)
+    b.send(b"one")
+    for _ in range(20):  # (each turn waits for at most 1 s)
+        if handler.crashed:
+            break
+        r.run_once(1.0)
+    b.send(b"two")
+    for _ in range(20):
+        if handler.got == b"onetwo":
+            break
+        r.run_once(1.0)
+    r.unregister(a.fileno())
+    r.close()
+    a.close()
+    b.close()
+    assert handler.got == b"onetwo"
+    assert len(handler.crashed) == 1 and isinstance(handler.crashed[0], RuntimeError)
+
+
 class _Recorder(Handler):
     def __init__(self):
         self.events = []
