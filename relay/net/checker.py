@@ -209,7 +209,7 @@ class Checker:
         if sock is not None:
             self.sock = None
             # never dup'd or shared: closing it takes it out of epoll (no epoll_ctl DEL)
-            self.reactor.handlers.pop(sock.fileno(), None)
+            self.reactor.forget(sock.fileno())
             # with a reset, as HAProxy's checks close: no FIN exchange, and no TIME_WAIT socket
             # left per check (2,000 checks a second would keep 120,000 of them)
             reset_on_close(sock)

@@ -126,10 +126,8 @@ class PendingConnect(Handler, Generic[B]):
         sock, self.sock = self.sock, None
         if sock is None:
             return
-        # never dup'd: closing it takes it out of epoll (no epoll_ctl; see Reactor.handlers)
-        handlers = self.reactor.handlers
-        if self.fd in handlers:  # (two native dictionary operations: pop is a generic call)
-            del handlers[self.fd]
+        # never dup'd: closing it takes it out of epoll (no epoll_ctl; see Reactor.forget)
+        self.reactor.forget(self.fd)
         if reset:
             reset_on_close(sock)
         sock.close()

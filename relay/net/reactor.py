@@ -139,9 +139,7 @@ class Reactor:
         self.clock = clock
         self._epoll = select.epoll()
         self._handlers: dict[int, EventHandler] = {}
-        # for the hot path of sessions: handlers.pop(fd) before closing a socket that was never
-        # dup'd or shared (closing its last reference takes it out of epoll, which saves the
-        # epoll_ctl of unregister())
+        # (a connect's socket changes hands here: see PendingConnect.hand_over)
         self.handlers = self._handlers
         # fds registered while the current batch of events is being dispatched (see run())
         self._fresh: set[int] = set()
@@ -162,6 +160,14 @@ class Reactor:
 
     def modify(self, fd: int, mask: int) -> None:
         self._epoll.modify(fd, mask)
+
+    def forget(self, fd: int) -> None:
+        """Drop fd's handler without an epoll_ctl, for the hot path of sessions and checks:
+        before closing a socket that was never dup'd or shared (closing its last reference
+        takes it out of epoll, which saves unregister()'s epoll_ctl)."""
+        handlers = self._handlers
+        if fd in handlers:  # (in and del run natively, compiled; dict.pop is a generic call)
+            del handlers[fd]
 
     def unregister(self, fd: int) -> None:
         """Forget fd; must be called before the fd is closed (a closed fd stays in epoll otherwise)."""

@@ -554,9 +554,7 @@ class Session(Dialed):
         if end is None:
             return
         self.server_end = None
-        handlers = self.reactor.handlers
-        if end.fd in handlers:  # (two native dictionary operations: pop is a generic call)
-            del handlers[end.fd]
+        self.reactor.forget(end.fd)
         if reset:
             reset_on_close(end.sock)
         end.sock.close()
@@ -579,9 +577,7 @@ class Session(Dialed):
                     direction.release()
                 direction.other = None  # no cycle left: reference counting frees the session
         self._drop_server_end(reset or reset_backend)
-        handlers = self.reactor.handlers
-        if self.client.fd in handlers:
-            del handlers[self.client.fd]
+        self.reactor.forget(self.client.fd)
         if reset or reset_client:
             reset_on_close(self.client.sock)
         self.client.sock.close()
