@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the in-place compiled build; rebuilt when any relay source or setup.py changes
 COMPILED := build/.compiled
-SOURCES := setup.py $(wildcard relay/*.py relay/*/*.py)
+SOURCES := setup.py $(wildcard relay/*.py relay/*/*.py relay/*/*.c)
 # what `make test` also runs pure (the whole suite runs compiled)
 PURE_TESTS ?= tests/unit tests/component
 

@@ -21,7 +21,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -154,7 +154,10 @@ def ext_modules() -> list[object]:
         print("relay: building pure Python: no module to compile (RELAY_COMPILE)", file=sys.stderr)
         return []
     print(f"relay: compiling {len(paths)} modules with mypyc", file=sys.stderr)
-    return list(mypycify(paths, opt_level="3"))
+    # and the system calls of the copy and accept paths (relay/net/sysio.py falls back to
+    # Python's os and socket modules where this is not built)
+    sysio = Extension("relay.net._sysio", ["relay/net/_sysio.c"], extra_compile_args=["-O2"])
+    return [*mypycify(paths, opt_level="3"), sysio]
 
 
 class BuildExt(build_ext):

@@ -23,10 +23,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse a stale compiled build: a .py edited after `make compiled` would not be what runs."""
     relay_dir = Path(__file__).resolve().parents[1] / "relay"
     for so in relay_dir.rglob("*.so"):
-        source = so.with_name(so.name.split(".")[0] + ".py")
-        if source.is_file() and source.stat().st_mtime > so.stat().st_mtime:
-            pytest.exit(f"{source} is newer than its compiled {so.name}: "
-                        "run `make compiled` (or `make pure`) first", returncode=3)
+        stem = so.name.split(".")[0]
+        for source in (so.with_name(stem + ".py"), so.with_name(stem + ".c")):
+            if source.is_file() and source.stat().st_mtime > so.stat().st_mtime:
+                pytest.exit(f"{source} is newer than its compiled {so.name}: "
+                            "run `make compiled` (or `make pure`) first", returncode=3)
 
 
 def require_tool(name: str) -> str:

@@ -10,6 +10,7 @@ from typing import Final, Protocol
 
 from relay.config.model import ListenerConfig
 from relay.logs import log
+from relay.net import sysio
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.backends import BackendGroup
 from relay.net.buffers import BufferPool
@@ -39,7 +40,8 @@ from relay.net.share import SHARE_REST, AcceptShare
 from relay.net.splice import PipePool
 
 ACCEPT_BATCH: Final = 64  # clients accepted per wake-up before other work gets a turn
-_STREAM: Final = int(socket.SOCK_STREAM)
+_STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+_accept: Final = sysio.accept
 
 
 def _somaxconn() -> int:
@@ -178,7 +180,7 @@ class Listener(SessionHost):
                 self.pause.rest(SHARE_REST, self._accept_queued)
                 return
             try:
-                cfd, addr = sock._accept()  # type: ignore[attr-defined]
+                cfd, host, port = _accept(sock)  # non-blocking already
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -188,10 +190,8 @@ class Listener(SessionHost):
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
             self.pause.logged = False
-            if len(addr) != 2:  # IPv6's (host, port, flowinfo, scope_id): relay uses host and port
-                addr = (addr[0], addr[1])  # (and mypyc's compiled _admit checks tuple[str, int])
             # the C socket type: none of the Python-level socket.socket wrapper's costs
-            self._admit(SOCKET(self._family, _STREAM, 0, cfd), cfd, addr)
+            self._admit(SOCKET(self._family, _STREAM_NONBLOCK, 0, cfd), cfd, (host, port))
 
     def on_crash(self, exc: BaseException) -> None:
         pass  # the accept loop keeps no per-client state to clean
@@ -203,7 +203,6 @@ class Listener(SessionHost):
             self.rejected["max_connections"] += 1
             client.close()
             return
-        client.setblocking(False)
         origin = None
         if not self.plain:
             if self.edge.wants_header(addr[0]):  # counted as active while its header is awaited

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from mypy_extensions import mypyc_attr
 
 from relay.core.proxy_header import encode_v1, encode_v2
+from relay.net import sysio
 from relay.net.connect import _SO_ERROR, _SOL_SOCKET, reset_on_close
 from relay.net.connect import SESSION_MASK as _MASK
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Handler
@@ -53,10 +54,10 @@ RELAYING: Final = 1
 CLOSED: Final = 2
 
 splice: Final = getattr(os, "splice", None)
-# os.write on a socket's fd is send() without flags, at fewer instructions than the socket
-# object's send method: a fast-call function against a method whose arguments go through a
-# tuple and a format string (bench/NOTES.md)
-_write: Final = os.write
+# recv and send on the sockets' fds (relay/net/sysio.py: C where built, the GIL kept across
+# the call; else Python's os module), at fewer instructions than the socket objects' methods
+_recv_into: Final = sysio.recv_into
+_write: Final = sysio.send
 
 
 class SessionHost(Handler):
@@ -244,7 +245,7 @@ class Direction:
             buffers = self.buffers
             scratch = buffers.scratch
             try:
-                n = src.sock.recv_into(scratch)
+                n = _recv_into(src.fd, scratch)
             except BlockingIOError:
                 src.readable = False
                 return IDLE

@@ -1,0 +1,173 @@
+"""relay.net.sysio: recv_into, send and accept on raw fds, as the copy path and the accept
+loop call them. The same tests run against the C module (compiled build: `make test` runs
+the suite compiled) and the Python fallback (pure): both must behave alike."""
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay.build import flavour
+from relay.net import sysio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def listening():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def test_the_compiled_build_has_the_c_calls_and_the_pure_one_the_fallback():
+    assert (flavour() != "pure") == sysio.NATIVE  # (the C module comes with any mypyc build)
+    assert type(sysio.recv_into).__name__ == (
+        "builtin_function_or_method" if sysio.NATIVE else "function")
+
+
+def test_recv_into_fills_a_view_and_says_how_much(pair):
+    a, b = pair
+    b.sendall(b"hello world")
+    buf = bytearray(64)
+    assert sysio.recv_into(a.fileno(), memoryview(buf)[:5]) == 5
+    assert buf[:5] == b"hello"
+    assert sysio.recv_into(a.fileno(), buf) == 6
+    assert buf[:6] == b" world"
+
+
+def test_recv_into_an_empty_socket_says_would_block_and_eof_is_zero(pair):
+    a, b = pair
+    with pytest.raises(BlockingIOError):
+        sysio.recv_into(a.fileno(), bytearray(8))
+    b.shutdown(socket.SHUT_WR)
+    assert sysio.recv_into(a.fileno(), bytearray(8)) == 0
+
+
+def test_recv_into_after_a_reset_raises_connection_reset(listening):
+    client = socket.create_connection(listening.getsockname())
+    server, _ = listening.accept()
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        client.close()  # RST
+        server.setblocking(False)
+        with pytest.raises(ConnectionResetError):
+            sysio.recv_into(server.fileno(), bytearray(8))
+    finally:
+        server.close()
+
+
+def test_recv_into_refuses_what_it_cannot_write_or_a_bad_fd(pair):
+    a, _ = pair
+    with pytest.raises((TypeError, BufferError)):  # (C: BufferError; pure: TypeError)
+        sysio.recv_into(a.fileno(), b"read-only")  # type: ignore[arg-type]
+    with pytest.raises((ValueError, OSError)):
+        sysio.recv_into(-1, bytearray(8))
+    with pytest.raises(TypeError):
+        sysio.recv_into(a.fileno())  # type: ignore[call-arg]
+
+
+def test_send_takes_what_fits_then_says_would_block(pair):
+    a, b = pair
+    assert sysio.send(a.fileno(), b"ping") == 4
+    assert b.recv(16) == b"ping"
+    chunk = memoryview(b"x" * 65536)
+    sent = 0
+    with pytest.raises(BlockingIOError):
+        for _ in range(10_000):  # a socket buffer is a few MB at most
+            sent += sysio.send(a.fileno(), chunk)
+    assert sent > 0
+
+
+def test_send_to_a_closed_peer_raises_and_the_process_lives(pair):
+    a, b = pair
+    b.close()
+    with pytest.raises(OSError) as info:
+        sysio.send(a.fileno(), b"late")
+    assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
+
+
+def test_a_send_to_a_closed_peer_never_raises_sigpipe():
+    if not sysio.NATIVE:  # os.write relies on the interpreter ignoring SIGPIPE, as it does
+        assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
+        return
+    # the C send's MSG_NOSIGNAL: EPIPE even where SIGPIPE would kill the process
+    code = ("import signal, socket\n"
+            "from relay.net import sysio\n"
+            "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+            "a, b = socket.socketpair(); b.close()\n"
+            "try:\n    sysio.send(a.fileno(), b'x')\n"
+            "except BrokenPipeError:\n    print('EPIPE')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout.strip()) == (0, "EPIPE"), done.stderr
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.10.200.3", "127.255.0.99", "127.1.22.111"])
+def test_accept_gives_a_non_blocking_fd_and_the_peer_as_socket_accept_would(listening, source):
+    client = socket.socket()
+    client.bind((source, 0))
+    client.connect(listening.getsockname())
+    try:
+        fd, host, port = sysio.accept(listening)
+        try:
+            assert (host, port) == client.getsockname()
+            assert not os.get_blocking(fd)
+            assert not os.get_inheritable(fd)  # close-on-exec: workers and checks don't get it
+            client.sendall(b"hi")
+            accepted = socket.socket(fileno=os.dup(fd))
+            try:
+                assert accepted.getpeername() == client.getsockname()
+            finally:
+                accepted.close()
+        finally:
+            os.close(fd)
+    finally:
+        client.close()
+
+
+def test_accept_on_an_empty_queue_says_would_block(listening):
+    with pytest.raises(BlockingIOError):
+        sysio.accept(listening)
+
+
+def test_accept_an_ipv6_client_gives_its_text_and_port():
+    listening = socket.socket(socket.AF_INET6)
+    listening.bind(("::1", 0))
+    listening.listen(4)
+    listening.setblocking(False)
+    client = socket.create_connection(listening.getsockname()[:2])
+    try:
+        fd, host, port = sysio.accept(listening)
+        os.close(fd)
+        assert (host, port) == client.getsockname()[:2] == ("::1", client.getsockname()[1])
+    finally:
+        client.close()
+        listening.close()
+
+
+def test_accept_on_a_closed_or_odd_object_raises(listening):
+    with pytest.raises((TypeError, AttributeError)):  # (C: no fileno(); pure: no _accept)
+        sysio.accept(object())  # type: ignore[arg-type]
+    closed = socket.socket()
+    closed.close()
+    with pytest.raises((ValueError, OSError)):
+        sysio.accept(closed)
