@@ -18,6 +18,9 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -129,9 +132,11 @@ ipv4_text(const struct in_addr *addr, char *out)
     return p - out;
 }
 
-/* accept(sock) -> (fd, host, port): accept4(2) on a listening socket (an object with a
- * fileno()); the new socket is non-blocking and close-on-exec. host is the peer's address
- * as text, as socket.accept() gives it ("" for a family other than IPv4 and IPv6). */
+/* accept(sock, fd) -> (fd, host, port) | None: accept4(2) on the listening socket whose
+ * number is fd (sock is for the Python fallback); None when no client is waiting (EAGAIN:
+ * no exception built per wake-up). The new socket is non-blocking and close-on-exec. host
+ * is the peer's address as text, as socket.accept() gives it ("" for a family other than
+ * IPv4 and IPv6). */
 static PyObject *
 sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -143,10 +148,7 @@ sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned port = 0;
     PyObject *result;
 
-    if (want_args(nargs, 1, "accept") < 0)
-        return NULL;
-    fd = PyObject_AsFileDescriptor(args[0]);
-    if (fd < 0)
+    if (want_args(nargs, 2, "accept") < 0 || fd_arg(args[1], &fd) < 0)
         return NULL;
     for (;;) {
         len = (socklen_t)sizeof(ss);
@@ -156,8 +158,11 @@ sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (PyErr_CheckSignals() < 0)
             return NULL;
     }
-    if (client < 0)
+    if (client < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            Py_RETURN_NONE;
         return PyErr_SetFromErrno(PyExc_OSError);
+    }
     if (ss.ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
         size = ipv4_text(&sin->sin_addr, text);
@@ -182,13 +187,126 @@ sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* epoll_ctl(epoll, epfd, op, fd, events) -> None: epoll_ctl(2) on the epoll instance epfd
+ * (epoll, the select.epoll object, is for the Python fallback) */
+static PyObject *
+sysio_epoll_ctl(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int epfd, op, fd;
+    unsigned long mask;
+    struct epoll_event ev;
+
+    if (want_args(nargs, 5, "epoll_ctl") < 0 || fd_arg(args[1], &epfd) < 0)
+        return NULL;
+    op = (int)PyLong_AsLong(args[2]);
+    if (op == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd_arg(args[3], &fd) < 0)
+        return NULL;
+    mask = PyLong_AsUnsignedLong(args[4]);
+    if (mask == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (uint32_t)mask;
+    ev.data.fd = fd;
+    if (epoll_ctl(epfd, op, fd, &ev) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+#define MAX_WAIT_EVENTS 4096
+
+/* epoll_wait(epoll, epfd, timeout, maxevents) -> [(fd, events), ...]: epoll_wait(2),
+ * timeout in seconds as select.epoll.poll takes it (rounded up to a millisecond; < 0: no
+ * limit). The GIL is released only for a wait that may block (timeout != 0). A signal
+ * (EINTR) runs Python's handlers and returns no events: the caller's loop polls again. */
+static PyObject *
+sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int epfd, maxevents, ms, n, saved;
+    double timeout;
+    struct epoll_event stack[256];
+    struct epoll_event *events = stack;
+    PyObject *result;
+
+    if (want_args(nargs, 4, "epoll_wait") < 0 || fd_arg(args[1], &epfd) < 0)
+        return NULL;
+    timeout = PyFloat_AsDouble(args[2]);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    maxevents = (int)PyLong_AsLong(args[3]);
+    if (maxevents == -1 && PyErr_Occurred())
+        return NULL;
+    if (maxevents <= 0 || maxevents > MAX_WAIT_EVENTS) {
+        PyErr_SetString(PyExc_ValueError, "maxevents out of range");
+        return NULL;
+    }
+    if (timeout < 0)
+        ms = -1;
+    else if (timeout * 1000.0 >= (double)INT_MAX)
+        ms = INT_MAX;
+    else {
+        double whole = timeout * 1000.0;
+        ms = (int)whole;
+        if ((double)ms < whole)
+            ms++;  /* rounded up, as select.epoll.poll does: never a wake-up before a timer */
+    }
+    if (maxevents > 256) {
+        events = PyMem_Malloc(sizeof(struct epoll_event) * (size_t)maxevents);
+        if (events == NULL)
+            return PyErr_NoMemory();
+    }
+    if (ms == 0) {
+        n = epoll_wait(epfd, events, maxevents, 0);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, events, maxevents, ms);
+        Py_END_ALLOW_THREADS
+    }
+    saved = errno;
+    if (n < 0) {
+        if (events != stack)
+            PyMem_Free(events);
+        if (saved != EINTR) {
+            errno = saved;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        return PyList_New(0);
+    }
+    result = PyList_New(n);
+    for (int i = 0; result != NULL && i < n; i++) {
+        PyObject *pair = PyTuple_New(2);
+        PyObject *fd = PyLong_FromLong(events[i].data.fd);
+        PyObject *mask = PyLong_FromUnsignedLong(events[i].events);
+        if (pair == NULL || fd == NULL || mask == NULL) {
+            Py_XDECREF(pair);
+            Py_XDECREF(fd);
+            Py_XDECREF(mask);
+            Py_CLEAR(result);
+            break;
+        }
+        PyTuple_SET_ITEM(pair, 0, fd);
+        PyTuple_SET_ITEM(pair, 1, mask);
+        PyList_SET_ITEM(result, i, pair);
+    }
+    if (events != stack)
+        PyMem_Free(events);
+    return result;
+}
+
 static PyMethodDef sysio_methods[] = {
     {"recv_into", (PyCFunction)(void (*)(void))sysio_recv_into, METH_FASTCALL,
      "recv_into(fd, buffer) -> int: recv(2) on a non-blocking socket; 0 at EOF."},
     {"send", (PyCFunction)(void (*)(void))sysio_send, METH_FASTCALL,
      "send(fd, data) -> int: send(2) with MSG_NOSIGNAL on a non-blocking socket."},
     {"accept", (PyCFunction)(void (*)(void))sysio_accept, METH_FASTCALL,
-     "accept(sock) -> (fd, host, port): accept4(2), the new socket non-blocking."},
+     "accept(sock, fd) -> (fd, host, port) | None: accept4(2), the new socket non-blocking."},
+    {"epoll_ctl", (PyCFunction)(void (*)(void))sysio_epoll_ctl, METH_FASTCALL,
+     "epoll_ctl(epoll, epfd, op, fd, events) -> None: epoll_ctl(2)."},
+    {"epoll_wait", (PyCFunction)(void (*)(void))sysio_epoll_wait, METH_FASTCALL,
+     "epoll_wait(epoll, epfd, timeout, maxevents) -> [(fd, events), ...]: epoll_wait(2)."},
     {NULL, NULL, 0, NULL},
 };
 

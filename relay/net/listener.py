@@ -103,6 +103,7 @@ class Listener(SessionHost):
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
         self._family = 0
+        self._fd = -1  # the listening socket's number
         self.bound = ""
         self.accepting = False
         self.clients = 0
@@ -141,6 +142,7 @@ class Listener(SessionHost):
         self.close()
         self.sock, self.bound, self.address = sock, bound, address
         self._family = int(sock.family)
+        self._fd = sock.fileno()
         self.pause.paused = False
         self.accepting = accept
         if accept:
@@ -180,15 +182,16 @@ class Listener(SessionHost):
                 self.pause.rest(SHARE_REST, self._accept_queued)
                 return
             try:
-                cfd, host, port = _accept(sock)  # non-blocking already
-            except BlockingIOError:
-                return
+                got = _accept(sock, self._fd)
             except OSError as exc:
                 if exc.errno in RESOURCE_ERRORS:
                     self.rejected["accept_error"] += 1
                     self.pause.pause(exc)
                     return
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
+            if got is None:
+                return  # no one else waiting
+            cfd, host, port = got  # (cfd non-blocking already)
             self.pause.logged = False
             # the C socket type: none of the Python-level socket.socket wrapper's costs
             self._admit(SOCKET(self._family, _STREAM_NONBLOCK, 0, cfd), cfd, (host, port))

@@ -21,6 +21,7 @@ from typing import Final, Protocol
 from mypy_extensions import mypyc_attr
 
 from relay.logs import log
+from relay.net import sysio
 from relay.net.timers import Timer, TimerHeap
 
 EPOLLIN: Final = select.EPOLLIN
@@ -31,6 +32,11 @@ EPOLLRDHUP: Final = select.EPOLLRDHUP
 EPOLLET: Final = select.EPOLLET
 
 MAX_EVENTS: Final = 1024
+# epoll_ctl and epoll_wait without the select.epoll methods' wrapping (relay/net/sysio.py)
+_epoll_ctl: Final = sysio.epoll_ctl
+_epoll_wait: Final = sysio.epoll_wait
+_ADD: Final = sysio.EPOLL_CTL_ADD
+_MOD: Final = sysio.EPOLL_CTL_MOD
 
 
 class EventHandler(Protocol):
@@ -138,6 +144,7 @@ class Reactor:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self._epoll = select.epoll()
+        self._epfd = self._epoll.fileno()
         self._handlers: dict[int, EventHandler] = {}
         # (a connect's socket changes hands here: see PendingConnect.hand_over)
         self.handlers = self._handlers
@@ -154,12 +161,12 @@ class Reactor:
     # -- file descriptors -------------------------------------------------
 
     def register(self, fd: int, mask: int, handler: EventHandler) -> None:
-        self._epoll.register(fd, mask)
+        _epoll_ctl(self._epoll, self._epfd, _ADD, fd, mask)
         self._handlers[fd] = handler
         self._fresh.add(fd)
 
     def modify(self, fd: int, mask: int) -> None:
-        self._epoll.modify(fd, mask)
+        _epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask)
 
     def forget(self, fd: int) -> None:
         """Drop fd's handler without an epoll_ctl, for the hot path of sessions and checks:
@@ -229,7 +236,7 @@ class Reactor:
     def _turns(self, max_wait: float | None, once: bool) -> bool:
         """The loop: until stop(), or one turn with `once` (one body for both, and no call
         per turn: run() keeps the speed of an inlined loop)."""
-        poll = self._epoll.poll
+        epoll, epfd = self._epoll, self._epfd
         handlers = self._handlers
         timers = self._timers
         soon = self._soon
@@ -246,7 +253,7 @@ class Reactor:
                 timeout = -1.0 if deadline is None else max(0.0, deadline - clock())
             if max_wait is not None and (timeout < 0 or timeout > max_wait):
                 timeout = max_wait
-            events = poll(timeout, MAX_EVENTS)
+            events = _epoll_wait(epoll, epfd, timeout, MAX_EVENTS)
             self.now = now = clock()
             self.iterations += 1
             busy = once and bool(events or soon)

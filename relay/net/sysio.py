@@ -8,36 +8,66 @@ inet_ntop's printf (bench/NOTES.md, "Profiling the compiled build", has what tha
 Both raise OSError from errno the same way (BlockingIOError when the socket has nothing to
 read, or no room).
 
-    recv_into(fd, buffer) -> int         recv(2); 0 at EOF
-    send(fd, data) -> int                send(2) (EPIPE, never SIGPIPE)
-    accept(sock) -> (fd, host, port)     accept4(2): the new socket non-blocking, cloexec
+    recv_into(fd, buffer) -> int          recv(2); 0 at EOF
+    send(fd, data) -> int                 send(2) (EPIPE, never SIGPIPE)
+    accept(sock, fd) -> (fd, host, port)  accept4(2) on sock (fd its number): the new socket
+                                          non-blocking, close-on-exec; None if none waits
+    epoll_ctl(epoll, epfd, op, fd, events)          register (EPOLL_CTL_ADD) or modify
+    epoll_wait(epoll, epfd, timeout, maxevents)     [(fd, events), ...], as epoll.poll()
+
+Where a call takes an object and its number (a socket, a select.epoll), the C version uses
+the number and the fallback the object.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import socket
+from typing import Final
 
-__all__ = ["NATIVE", "accept", "recv_into", "send"]
+__all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "accept", "epoll_ctl",
+           "epoll_wait", "recv_into", "send"]
+
+EPOLL_CTL_ADD: Final = 1  # <sys/epoll.h> (Linux); the select module does not export these
+EPOLL_CTL_DEL: Final = 2
+EPOLL_CTL_MOD: Final = 3
 
 try:
-    from relay.net._sysio import accept, recv_into, send
+    from relay.net._sysio import accept, epoll_ctl, epoll_wait, recv_into, send
 except ImportError:
 
     def recv_into(fd: int, buffer: memoryview | bytearray, /) -> int:
         return os.readv(fd, (buffer,))
 
-    def send(fd: int, data: bytes | memoryview, /) -> int:
-        return os.write(fd, data)  # (Python ignores SIGPIPE: EPIPE, as MSG_NOSIGNAL gives)
+    send = os.write  # (Python ignores SIGPIPE: EPIPE, as MSG_NOSIGNAL gives)
 
-    def accept(sock: socket.socket, /) -> tuple[int, str, int]:
-        fd, addr = sock._accept()  # type: ignore[attr-defined]
+    def accept(sock: socket.socket, fd: int, /) -> tuple[int, str, int] | None:
         try:
-            os.set_blocking(fd, False)
+            client, addr = sock._accept()  # type: ignore[attr-defined]
+        except BlockingIOError:
+            return None
+        try:
+            os.set_blocking(client, False)
         except OSError:
-            os.close(fd)
+            os.close(client)
             raise
-        return fd, addr[0], addr[1]  # (IPv6's flowinfo and scope_id dropped)
+        return client, addr[0], addr[1]  # (IPv6's flowinfo and scope_id dropped)
+
+    def epoll_ctl(epoll: select.epoll, epfd: int, op: int, fd: int, events: int, /) -> None:
+        if op == EPOLL_CTL_ADD:
+            epoll.register(fd, events)
+        elif op == EPOLL_CTL_MOD:
+            epoll.modify(fd, events)
+        elif op == EPOLL_CTL_DEL:
+            epoll.unregister(fd)
+        else:
+            raise OSError(errno.EINVAL, f"epoll_ctl: unknown op {op}")
+
+    def epoll_wait(epoll: select.epoll, epfd: int, timeout: float, maxevents: int,
+                   /) -> list[tuple[int, int]]:
+        return epoll.poll(timeout, maxevents)
 
     NATIVE = False
 else:

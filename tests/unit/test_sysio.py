@@ -4,10 +4,12 @@ the suite compiled) and the Python fallback (pure): both must behave alike."""
 
 import errno
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,7 +129,9 @@ def test_accept_gives_a_non_blocking_fd_and_the_peer_as_socket_accept_would(list
     client.bind((source, 0))
     client.connect(listening.getsockname())
     try:
-        fd, host, port = sysio.accept(listening)
+        got = sysio.accept(listening, listening.fileno())
+        assert got is not None
+        fd, host, port = got
         try:
             assert (host, port) == client.getsockname()
             assert not os.get_blocking(fd)
@@ -144,9 +148,8 @@ def test_accept_gives_a_non_blocking_fd_and_the_peer_as_socket_accept_would(list
         client.close()
 
 
-def test_accept_on_an_empty_queue_says_would_block(listening):
-    with pytest.raises(BlockingIOError):
-        sysio.accept(listening)
+def test_accept_on_an_empty_queue_gives_none(listening):
+    assert sysio.accept(listening, listening.fileno()) is None
 
 
 def test_accept_an_ipv6_client_gives_its_text_and_port():
@@ -156,7 +159,9 @@ def test_accept_an_ipv6_client_gives_its_text_and_port():
     listening.setblocking(False)
     client = socket.create_connection(listening.getsockname()[:2])
     try:
-        fd, host, port = sysio.accept(listening)
+        got = sysio.accept(listening, listening.fileno())
+        assert got is not None
+        fd, host, port = got
         os.close(fd)
         assert (host, port) == client.getsockname()[:2] == ("::1", client.getsockname()[1])
     finally:
@@ -164,10 +169,82 @@ def test_accept_an_ipv6_client_gives_its_text_and_port():
         listening.close()
 
 
-def test_accept_on_a_closed_or_odd_object_raises(listening):
-    with pytest.raises((TypeError, AttributeError)):  # (C: no fileno(); pure: no _accept)
-        sysio.accept(object())  # type: ignore[arg-type]
+def test_accept_on_a_closed_socket_or_a_bad_number_raises(listening):
     closed = socket.socket()
     closed.close()
     with pytest.raises((ValueError, OSError)):
-        sysio.accept(closed)
+        sysio.accept(closed, -1)
+    with pytest.raises(TypeError):
+        sysio.accept(listening)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def epoll():
+    ep = select.epoll()
+    yield ep
+    ep.close()
+
+
+def test_epoll_reports_readiness_as_select_epoll_does(epoll, pair):
+    a, b = pair
+    epfd = epoll.fileno()
+    sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_ADD, a.fileno(), select.EPOLLIN)
+    assert sysio.epoll_wait(epoll, epfd, 0.0, 16) == []
+    b.send(b"x")
+    assert sysio.epoll_wait(epoll, epfd, 5.0, 16) == [(a.fileno(), select.EPOLLIN)]
+    sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_MOD, a.fileno(), select.EPOLLOUT)
+    assert sysio.epoll_wait(epoll, epfd, -1.0, 16) == [(a.fileno(), select.EPOLLOUT)]
+    sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_DEL, a.fileno(), 0)
+    assert sysio.epoll_wait(epoll, epfd, 0.0, 16) == []
+
+
+def test_epoll_wait_gives_at_most_maxevents(epoll):
+    pairs = [socket.socketpair() for _ in range(5)]
+    try:
+        for a, b in pairs:
+            b.send(b"x")
+            sysio.epoll_ctl(epoll, epoll.fileno(), sysio.EPOLL_CTL_ADD, a.fileno(),
+                            select.EPOLLIN)
+        assert len(sysio.epoll_wait(epoll, epoll.fileno(), 0.0, 3)) == 3
+        assert len(sysio.epoll_wait(epoll, epoll.fileno(), 0.0, 1024)) == 5  # level-triggered
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_epoll_wait_never_returns_before_its_timeout(epoll):
+    for timeout in (0.0004, 0.003):  # (rounded up to a whole millisecond, never down)
+        start = time.monotonic()
+        assert sysio.epoll_wait(epoll, epoll.fileno(), timeout, 16) == []
+        assert time.monotonic() - start >= timeout
+
+
+def test_epoll_ctl_errors_raise_oserror(epoll, pair):
+    a, _ = pair
+    epfd = epoll.fileno()
+    with pytest.raises(FileNotFoundError):  # ENOENT: modify what was never registered
+        sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_MOD, a.fileno(), select.EPOLLIN)
+    sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_ADD, a.fileno(), select.EPOLLIN)
+    with pytest.raises(FileExistsError):  # EEXIST
+        sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_ADD, a.fileno(), select.EPOLLIN)
+    with pytest.raises(OSError) as info:
+        sysio.epoll_ctl(epoll, epfd, 99, a.fileno(), select.EPOLLIN)
+    assert info.value.errno == errno.EINVAL
+
+
+def test_a_signal_handler_raising_during_a_wait_reaches_the_caller(epoll):
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            sysio.epoll_wait(epoll, epoll.fileno(), 30.0, 16)  # (the alarm ends it, not this)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
