@@ -33,6 +33,7 @@ COPY --from=build /wheels /wheels
 RUN python3 -m venv /opt/relay \
     && /opt/relay/bin/pip install --no-cache-dir --no-index --find-links /wheels relay \
     && /opt/relay/bin/python -c "from relay.build import flavour; assert flavour() == 'compiled', flavour()" \
+    && /opt/relay/bin/python -c "from relay.net import sysio; assert sysio.NATIVE, 'no relay.net._sysio'" \
     && /opt/relay/bin/pip uninstall -y pip \
     && find /opt/relay -name __pycache__ -prune -exec rm -rf {} +
 

@@ -209,10 +209,11 @@ class Checker:
         if sock is not None:
             self.sock = None
             # never dup'd or shared: closing it takes it out of epoll (no epoll_ctl DEL)
-            self.reactor.forget(sock.fileno())
+            fd = sock.fileno()
+            self.reactor.forget(fd)
             # with a reset, as HAProxy's checks close: no FIN exchange, and no TIME_WAIT socket
             # left per check (2,000 checks a second would keep 120,000 of them)
-            reset_on_close(sock)
+            reset_on_close(sock, fd)
             sock.close()
 
     def _done(self, ok: bool, error: str, local: bool = False) -> None:

@@ -12,9 +12,9 @@ import _socket
 import contextlib
 import errno
 import socket
-import struct
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
+from relay.net import sysio
 from relay.net.reactor import (
     EPOLLERR,
     EPOLLET,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 SESSION_MASK: Final = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLHUP | EPOLLERR
-_LINGER_RESET = struct.pack("ii", 1, 0)
+_linger_reset: Final = sysio.linger_reset
 _STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 # the C socket type, bound once (compiled code looked it up in the module per connection)
 SOCKET: Final = _socket.socket
@@ -44,7 +44,6 @@ _TCP: Final = socket.IPPROTO_TCP
 _NODELAY: Final = socket.TCP_NODELAY
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
-_SO_LINGER: Final = socket.SO_LINGER
 _ECONNREFUSED: Final = errno.ECONNREFUSED
 _ETIMEDOUT: Final = errno.ETIMEDOUT
 
@@ -129,7 +128,7 @@ class PendingConnect(Handler, Generic[B]):
         # never dup'd: closing it takes it out of epoll (no epoll_ctl; see Reactor.forget)
         self.reactor.forget(self.fd)
         if reset:
-            reset_on_close(sock)
+            reset_on_close(sock, self.fd)
         sock.close()
 
     def hand_over(self, handler: EventHandler) -> _socket.socket:
@@ -144,7 +143,8 @@ class PendingConnect(Handler, Generic[B]):
         return sock
 
 
-def reset_on_close(sock: _socket.socket) -> None:
-    """Make close() send RST, not FIN (SO_LINGER 0): the peer cannot take it for an end."""
+def reset_on_close(sock: _socket.socket, fd: int) -> None:
+    """Make close() send RST, not FIN (SO_LINGER 0): the peer cannot take it for an end.
+    fd is sock's number (relay/net/sysio.py: the C call takes the number)."""
     with contextlib.suppress(OSError):
-        sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RESET)
+        _linger_reset(sock, fd)

@@ -85,7 +85,7 @@ class Edge:
 
 def reset_and_close(sock: _socket.socket) -> None:
     """Refuse a client with RST: nothing it could read as an answer."""
-    reset_on_close(sock)
+    reset_on_close(sock, sock.fileno())
     sock.close()
 
 

@@ -557,7 +557,7 @@ class Session(Dialed):
         self.server_end = None
         self.reactor.forget(end.fd)
         if reset:
-            reset_on_close(end.sock)
+            reset_on_close(end.sock, end.fd)
         end.sock.close()
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
@@ -580,6 +580,6 @@ class Session(Dialed):
         self._drop_server_end(reset or reset_backend)
         self.reactor.forget(self.client.fd)
         if reset or reset_client:
-            reset_on_close(self.client.sock)
+            reset_on_close(self.client.sock, self.client.fd)
         self.client.sock.close()
         self.listener.session_closed(self, was_relaying)

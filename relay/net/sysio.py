@@ -14,6 +14,7 @@ read, or no room).
                                           non-blocking, close-on-exec; None if none waits
     epoll_ctl(epoll, epfd, op, fd, events)          register (EPOLL_CTL_ADD) or modify
     epoll_wait(epoll, epfd, timeout, maxevents)     [(fd, events), ...], as epoll.poll()
+    linger_reset(sock, fd)                SO_LINGER 0: close() sends RST, not FIN
 
 Where a call takes an object and its number (a socket, a select.epoll), the C version uses
 the number and the fallback the object.
@@ -21,21 +22,23 @@ the number and the fallback the object.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import select
 import socket
+import struct
 from typing import Final
 
 __all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "accept", "epoll_ctl",
-           "epoll_wait", "recv_into", "send"]
+           "epoll_wait", "linger_reset", "recv_into", "send"]
 
 EPOLL_CTL_ADD: Final = 1  # <sys/epoll.h> (Linux); the select module does not export these
 EPOLL_CTL_DEL: Final = 2
 EPOLL_CTL_MOD: Final = 3
 
 try:
-    from relay.net._sysio import accept, epoll_ctl, epoll_wait, recv_into, send
+    from relay.net._sysio import accept, epoll_ctl, epoll_wait, linger_reset, recv_into, send
 except ImportError:
 
     def recv_into(fd: int, buffer: memoryview | bytearray, /) -> int:
@@ -43,7 +46,7 @@ except ImportError:
 
     send = os.write  # (Python ignores SIGPIPE: EPIPE, as MSG_NOSIGNAL gives)
 
-    def accept(sock: socket.socket, fd: int, /) -> tuple[int, str, int] | None:
+    def accept(sock: _socket.socket, fd: int, /) -> tuple[int, str, int] | None:
         try:
             client, addr = sock._accept()  # type: ignore[attr-defined]
         except BlockingIOError:
@@ -68,6 +71,11 @@ except ImportError:
     def epoll_wait(epoll: select.epoll, epfd: int, timeout: float, maxevents: int,
                    /) -> list[tuple[int, int]]:
         return epoll.poll(timeout, maxevents)
+
+    _LINGER_RESET: Final = struct.pack("ii", 1, 0)  # struct linger: l_onoff 1, l_linger 0
+
+    def linger_reset(sock: _socket.socket, fd: int, /) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
     NATIVE = False
 else:

@@ -7,6 +7,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -248,3 +249,26 @@ def test_a_signal_handler_raising_during_a_wait_reaches_the_caller(epoll):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_linger_reset_makes_close_send_a_reset(listening):
+    client = socket.create_connection(listening.getsockname())
+    server, _ = listening.accept()
+    try:
+        sysio.linger_reset(server, server.fileno())
+        assert server.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8) == \
+            struct.pack("ii", 1, 0)
+        server.close()
+        with pytest.raises(ConnectionResetError):
+            client.recv(8)
+    finally:
+        client.close()
+        server.close()
+
+
+def test_linger_reset_on_a_closed_socket_raises(pair):
+    a, _ = pair
+    fd = a.fileno()
+    a.close()
+    with pytest.raises((OSError, ValueError)):
+        sysio.linger_reset(a, fd)
