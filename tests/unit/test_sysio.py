@@ -272,3 +272,75 @@ def test_linger_reset_on_a_closed_socket_raises(pair):
     a.close()
     with pytest.raises((OSError, ValueError)):
         sysio.linger_reset(a, fd)
+
+
+@pytest.fixture
+def ready(epoll, pair):
+    """An epoll with one readable socket in it: a wait returns at once, whatever its timeout
+    (so a timeout the C version misread shows as a wrong result, not as a hang)."""
+    a, b = pair
+    b.send(b"x")
+    sysio.epoll_ctl(epoll, epoll.fileno(), sysio.EPOLL_CTL_ADD, a.fileno(), select.EPOLLIN)
+    return epoll, a.fileno()
+
+
+def test_epoll_wait_refuses_a_nan_timeout_as_epoll_poll_does(ready):
+    epoll, _ = ready
+    # (C: (int)NaN is undefined; x86 gives INT_MIN, a negative timeout: no limit)
+    with pytest.raises(ValueError):
+        sysio.epoll_wait(epoll, epoll.fileno(), float("nan"), 16)
+
+
+@pytest.mark.parametrize("timeout", [2_147_484.0, 1e10, float("inf")])
+def test_epoll_wait_takes_a_timeout_longer_than_int_max_milliseconds(ready, timeout):
+    # a timer 25 days away (idle_timeout = "600h" and nothing sooner): epoll.poll refuses
+    # more than INT_MAX ms with OverflowError, which ended the pure build's loop
+    epoll, fd = ready
+    assert sysio.epoll_wait(epoll, epoll.fileno(), timeout, 16) == [(fd, select.EPOLLIN)]
+
+
+def test_epoll_ctl_and_wait_refuse_numbers_beyond_a_c_int(epoll, pair):
+    a, _ = pair
+    epfd = epoll.fileno()
+    # (C: a cast to int made 2**32 + 1 EPOLL_CTL_ADD, and 2**32 + 3 maxevents 3)
+    with pytest.raises(OSError) as info:
+        sysio.epoll_ctl(epoll, epfd, 2**32 + sysio.EPOLL_CTL_ADD, a.fileno(), select.EPOLLIN)
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(FileNotFoundError):  # so it was not registered
+        sysio.epoll_ctl(epoll, epfd, sysio.EPOLL_CTL_MOD, a.fileno(), select.EPOLLIN)
+    with pytest.raises((ValueError, OverflowError)):
+        sysio.epoll_wait(epoll, epfd, 0.0, 2**32 + 3)
+
+
+def test_recv_into_an_empty_buffer_gives_zero_as_socket_recv_into_does(pair):
+    a, b = pair
+    assert a.recv_into(bytearray(0)) == 0  # (the socket module's answer, with nothing queued)
+    assert sysio.recv_into(a.fileno(), bytearray(0)) == 0
+    b.send(b"x")
+    assert sysio.recv_into(a.fileno(), memoryview(bytearray(8))[:0]) == 0
+
+
+@pytest.mark.skipif(not sysio.NATIVE, reason="the fallback's os calls wait with the GIL released")
+def test_the_c_calls_never_wait_on_a_blocking_socket():
+    """The C recv_into and send keep the GIL: on a socket left blocking by mistake a wait
+    would stop every thread and the loop's signal handling. MSG_DONTWAIT: EAGAIN instead."""
+    class Waited(Exception):
+        pass
+
+    def alarm(signum, frame):
+        raise Waited
+
+    a, b = socket.socketpair()  # blocking
+    old = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 5.0)  # (only ends a wait the test is about)
+        with pytest.raises(BlockingIOError):
+            sysio.recv_into(a.fileno(), bytearray(8))
+        with pytest.raises(BlockingIOError):
+            for _ in range(10_000):  # a socket buffer is a few MB at most
+                sysio.send(a.fileno(), b"x" * 65536)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        a.close()
+        b.close()
