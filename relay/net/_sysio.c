@@ -4,7 +4,10 @@
  *
  * Every call here is made on a non-blocking socket: it returns at once, so the GIL is kept
  * across it (the socket module releases and takes it again around each call: about 340
- * instructions, counted with callgrind, more than the rest of the wrapper). Arguments are
+ * instructions, counted with callgrind, more than the rest of the wrapper). recv and send
+ * also pass MSG_DONTWAIT, so a socket left blocking by mistake gives EAGAIN, never a wait
+ * that would stop every thread (accept4 has no such flag: the listening socket must be
+ * non-blocking, as relay.net.resolve.listening_socket makes it). Arguments are
  * positional (METH_FASTCALL: no keyword parsing), and accept's address is formatted here
  * for IPv4 (glibc's inet_ntop goes through vfprintf). Errors raise OSError from errno, as
  * the socket module does (BlockingIOError for EAGAIN, ConnectionResetError...), after
@@ -23,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 static int
 fd_arg(PyObject *obj, int *fd)
@@ -35,6 +39,22 @@ fd_arg(PyObject *obj, int *fd)
         return -1;
     }
     *fd = (int)value;
+    return 0;
+}
+
+/* an int argument; a value beyond a C int is `outside` (an op epoll_ctl refuses with
+ * EINVAL, as the fallback does), not truncated into another valid one */
+static int
+int_arg(PyObject *obj, int outside, int *out)
+{
+    long value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        value = (long)outside;
+    }
+    *out = (value < INT_MIN || value > INT_MAX) ? outside : (int)value;
     return 0;
 }
 
@@ -61,8 +81,12 @@ sysio_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
         return NULL;
+    if (view.len == 0) {  /* as socket.recv_into: 0 without a call (recv(2) would say EAGAIN) */
+        PyBuffer_Release(&view);
+        return PyLong_FromLong(0);
+    }
     for (;;) {
-        n = recv(fd, view.buf, (size_t)view.len, 0);
+        n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
         if (n >= 0 || errno != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) {
@@ -79,7 +103,8 @@ sysio_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(n);
 }
 
-/* send(fd, data) -> int: send(2) with MSG_NOSIGNAL (EPIPE, never SIGPIPE); bytes taken */
+/* send(fd, data) -> int: send(2) with MSG_NOSIGNAL (EPIPE, never SIGPIPE) and MSG_DONTWAIT;
+ * bytes taken */
 static PyObject *
 sysio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -93,7 +118,7 @@ sysio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     for (;;) {
-        n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
+        n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0 || errno != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) {
@@ -198,8 +223,7 @@ sysio_epoll_ctl(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     if (want_args(nargs, 5, "epoll_ctl") < 0 || fd_arg(args[1], &epfd) < 0)
         return NULL;
-    op = (int)PyLong_AsLong(args[2]);
-    if (op == -1 && PyErr_Occurred())
+    if (int_arg(args[2], -1, &op) < 0)  /* -1: EINVAL from the kernel */
         return NULL;
     if (fd_arg(args[3], &fd) < 0)
         return NULL;
@@ -225,7 +249,7 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int epfd, maxevents, ms, n, saved;
     double timeout;
-    struct epoll_event stack[256];
+    struct epoll_event stack[1024];  /* the reactor's MAX_EVENTS: no allocation per turn */
     struct epoll_event *events = stack;
     PyObject *result;
 
@@ -234,8 +258,11 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     timeout = PyFloat_AsDouble(args[2]);
     if (timeout == -1.0 && PyErr_Occurred())
         return NULL;
-    maxevents = (int)PyLong_AsLong(args[3]);
-    if (maxevents == -1 && PyErr_Occurred())
+    if (timeout != timeout) {  /* (a cast of NaN to int is undefined) */
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return NULL;
+    }
+    if (int_arg(args[3], 0, &maxevents) < 0)  /* 0: refused below */
         return NULL;
     if (maxevents <= 0 || maxevents > MAX_WAIT_EVENTS) {
         PyErr_SetString(PyExc_ValueError, "maxevents out of range");
@@ -251,7 +278,7 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if ((double)ms < whole)
             ms++;  /* rounded up, as select.epoll.poll does: never a wake-up before a timer */
     }
-    if (maxevents > 256) {
+    if (maxevents > 1024) {
         events = PyMem_Malloc(sizeof(struct epoll_event) * (size_t)maxevents);
         if (events == NULL)
             return PyErr_NoMemory();

@@ -163,6 +163,7 @@ class Listener(SessionHost):
                 self.reactor.unregister(self.sock.fileno())
             self.sock.close()
             self.sock = None
+            self._fd = -1
 
     def on_event(self, fd: int, events: int) -> None:
         self._accept(self.share)

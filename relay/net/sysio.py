@@ -2,9 +2,12 @@
 where the compiled build made it (setup.py builds it with the mypyc modules), else the same
 calls through Python's os and socket modules.
 
-The C versions keep the GIL across each call (every socket here is non-blocking, so none
-waits), take positional arguments only, and format an IPv4 client's address without
-inet_ntop's printf (bench/NOTES.md, "Profiling the compiled build", has what that saves).
+The C versions keep the GIL across each call that cannot wait (every socket here is
+non-blocking; recv and send pass MSG_DONTWAIT besides, where the fallback's os calls would
+wait on a blocking socket with the GIL released; epoll_wait releases it for a wait that
+may block), take positional arguments only, and format an
+IPv4 client's address without inet_ntop's printf (bench/NOTES.md, "Profiling the compiled
+build", has what that saves).
 Both raise OSError from errno the same way (BlockingIOError when the socket has nothing to
 read, or no room).
 
@@ -14,6 +17,8 @@ read, or no room).
                                           non-blocking, close-on-exec; None if none waits
     epoll_ctl(epoll, epfd, op, fd, events)          register (EPOLL_CTL_ADD) or modify
     epoll_wait(epoll, epfd, timeout, maxevents)     [(fd, events), ...], as epoll.poll()
+                                          (a timeout beyond INT_MAX ms waits that long; a
+                                          signal: its handlers run, the C version gives [])
     linger_reset(sock, fd)                SO_LINGER 0: close() sends RST, not FIN
 
 Where a call takes an object and its number (a socket, a select.epoll), the C version uses
@@ -36,6 +41,9 @@ __all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "accept"
 EPOLL_CTL_ADD: Final = 1  # <sys/epoll.h> (Linux); the select module does not export these
 EPOLL_CTL_DEL: Final = 2
 EPOLL_CTL_MOD: Final = 3
+# the longest wait epoll_wait(2) takes, INT_MAX ms (epoll.poll raises OverflowError beyond:
+# a timer 25 days away would end the loop)
+LONGEST_WAIT: Final = 2_147_483.0
 
 try:
     from relay.net._sysio import accept, epoll_ctl, epoll_wait, linger_reset, recv_into, send
@@ -70,6 +78,8 @@ except ImportError:
 
     def epoll_wait(epoll: select.epoll, epfd: int, timeout: float, maxevents: int,
                    /) -> list[tuple[int, int]]:
+        if timeout > LONGEST_WAIT:
+            timeout = LONGEST_WAIT
         return epoll.poll(timeout, maxevents)
 
     _LINGER_RESET: Final = struct.pack("ii", 1, 0)  # struct linger: l_onoff 1, l_linger 0
