@@ -12,6 +12,11 @@ per check: CPU / checks run, and its user and system parts), then its RSS, and /
 is fetched three times (size and the median time to fetch). --histograms sets
 `[runtime] backend_histograms = true` (the
 per-backend connect-time histograms); --source runs another checkout's relay/.
+
+--haproxy also runs HAProxy (nbthread 1) with the same backends and checks (`check inter`
+the interval on every server, a TCP connect check, 50 servers per backend section) and
+reports its CPU per check the same way, as the yardstick: on a 2-core VM a wake-up after a
+sleep and the kernel's loopback handshake cost whichever process checks.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import argparse
 import os
 import resource
 import select
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -134,6 +141,60 @@ def measure(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, fl
             relay.stop()
 
 
+HAPROXY_CFG = """\
+global
+    nbthread 1
+    maxconn 1000
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout check 1s
+    timeout client 1h
+    timeout server 1h
+"""
+
+
+def measure_haproxy(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, float]:
+    """HAProxy checking the same backends: its CPU per check over --seconds (no metrics)."""
+    per, inter = args.per_listener, args.interval.rstrip("s")
+    sections = []
+    for first in range(0, backends, per):
+        servers = "\n".join(
+            f"    server b{first + i} 127.0.0.1:{sink.ports[i % len(sink.ports)]} "
+            f"check inter {inter}s"
+            for i in range(min(per, backends - first)))
+        sections.append(f"backend l{first // per}\n{servers}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "haproxy.cfg"
+        with socket.socket() as probe:  # HAProxy will not start without a listener
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        frontend = f"frontend f\n    bind 127.0.0.1:{port}\n    default_backend l0\n"
+        cfg.write_text(HAPROXY_CFG + frontend + "\n".join(sections))
+        proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            # every server's first check lands within one interval of the start
+            time.sleep(float(inter) + args.settle)
+            if proc.poll() is not None:
+                raise SystemExit(f"haproxy exited ({proc.returncode}) with {backends} servers")
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(args.seconds)
+            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    checks = backends * (t1 - t0) / float(inter)
+    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    return {"cpu_pct": 100 * (user + system) / (t1 - t0),
+            "us_per_check": 1e6 * (user + system) / checks,
+            "user_us": 1e6 * user / checks, "sys_us": 1e6 * system / checks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100,1000,4000")
@@ -143,7 +204,11 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--source", default=str(REPO))
     parser.add_argument("--histograms", action="store_true")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="also HAProxy with the same backends and checks, as the yardstick")
     args = parser.parse_args()
+    if args.haproxy and shutil.which("haproxy") is None:
+        raise SystemExit("--haproxy: no haproxy on PATH")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096 and hard >= 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))  # relay inherits it
@@ -161,6 +226,10 @@ def main() -> None:
                   f"{r['user_us']:>5.0f} {r['sys_us']:>5.0f} "
                   f"{r['rss_mb']:>7.1f} {r['metrics_kb']:>11.0f} {r['bytes_per_backend']:>9.0f} "
                   f"{r['metrics_ms']:>9.0f}", flush=True)
+            if args.haproxy:
+                h = measure_haproxy(args, size, sink)
+                print(f"{'haproxy':>8} {h['cpu_pct']:>10.1f} {h['us_per_check']:>9.0f} "
+                      f"{h['user_us']:>5.0f} {h['sys_us']:>5.0f}", flush=True)
     finally:
         sink.close()
 
