@@ -31,7 +31,7 @@ from relay.core.tiers import (
     counts_as_failover,
 )
 from relay.logs import log
-from relay.net.checker import Checker
+from relay.net.checker import Checker, HealthChecker
 from relay.net.counts import (
     BACKEND_FIELDS,
     CONNECT_BUCKETS,
@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 
+# what a group's checkers are made of: a module global, not Final, so that compiled code looks
+# it up per checker and tests can put a stand-in here (tests/unit/test_backend_group.py)
+checker_class: Callable[..., HealthChecker] = Checker
 HEDGES_IN_FLIGHT: Final = 64  # per listener: hedging must not turn a slow backend into a SYN storm
 
 
@@ -86,7 +89,7 @@ class Backend:
         self.health = health or HealthState(h.rise, h.fall, h.interval, h.down_backoff_max,
                                             initial=h.initial)
         self.sessions: set[Carried] = set()
-        self.checker: Checker | None = None
+        self.checker: HealthChecker | None = None
         self.counts: Counts = new_counts(BACKEND_FIELDS)  # see relay.net.counts
         self.connect_errors = Tally(self, "errors", CONNECT_ERRORS, FIELDS)
         self.connect_seconds = HistogramCounts(self, "connect", CONNECT_BUCKETS, FIELDS)
@@ -320,8 +323,8 @@ class BackendGroup:
             backend.checker.schedule(interval * i / n + self.rng.uniform(0, interval / (4 * n)))
         self.checking = True
 
-    def _checker(self, backend: Backend) -> Checker:
-        return Checker(self.reactor, backend, self.config.health, self.config.proxy_protocol,
+    def _checker(self, backend: Backend) -> HealthChecker:
+        return checker_class(self.reactor, backend, self.config.health, self.config.proxy_protocol,
                        self.rng, partial(self.check_result, backend))
 
     def stop_checks(self) -> None:

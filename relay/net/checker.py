@@ -21,7 +21,7 @@ from relay.core.connect_error import detail
 from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net.connect import reset_on_close
-from relay.net.reactor import EPOLLIN, EPOLLOUT, Reactor
+from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 from relay.net.resolve import SockAddr
 
 if TYPE_CHECKING:
@@ -43,7 +43,23 @@ class Checked(Protocol):
     def health(self) -> HealthState: ...
 
 
-class Checker:
+class HealthChecker(Protocol):
+    """What a backend group asks of its backend's checker (Checker; the tests' stand-ins)."""
+
+    @property
+    def in_flight(self) -> bool: ...
+
+    def schedule(self, delay: float) -> None: ...
+
+    def check_now(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Checker(Handler):
+    """One backend's active checks: a connect (and for send_expect and http an exchange)
+    every `interval`, judged and handed to `on_result`."""
+
     def __init__(self, reactor: Reactor, backend: Checked, config: HealthConfig, proxy: str,
                  rng: random.Random, on_result: Callable[[bool, str], None]) -> None:
         """proxy: the PROXY header version the backend's listener sends ("off", "v1", "v2");

@@ -50,11 +50,11 @@ class EventHandler(Protocol):
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests' handlers may derive from it too
 class Handler:
     """An EventHandler as a base class, which the compiled handlers (sessions, connects,
-    listeners, channels) derive from: the loop calls them through their vtable, where a
+    listeners, channels, checks) derive from: the loop calls them through their vtable, where a
     protocol's method is looked up by name and its arguments boxed, per event
-    (bench/NOTES.md). Handlers of interpreted modules (admin, checks, PROXY headers) stay
-    plain classes: an interpreted class deriving from a compiled one reads its own
-    attributes at about half the speed."""
+    (bench/NOTES.md). Handlers of interpreted modules (admin, PROXY headers) stay plain
+    classes: an interpreted class deriving from a compiled one reads its own attributes at
+    about half the speed."""
 
     __slots__ = ()  # (pure Python: subclasses with __slots__ keep no __dict__)
 

@@ -119,7 +119,7 @@ class World:
 
 @pytest.fixture
 def make(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setattr(backends_module, "Checker", StubChecker)
+    monkeypatch.setattr(backends_module, "checker_class", StubChecker)
     made: list[World] = []
 
     def factory(**listener: object) -> World:
