@@ -68,25 +68,28 @@ want_args(Py_ssize_t nargs, Py_ssize_t expected, const char *name)
     return -1;
 }
 
-/* recv_into(fd, buffer) -> int: recv(2) into a writable buffer; 0 at EOF */
+/* recv(2) into (receive) or send(2) from a buffer, args (fd, buffer); the count or NULL */
 static PyObject *
-sysio_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+transfer(PyObject *const *args, Py_ssize_t nargs, const char *name, int receive)
 {
     int fd;
     Py_buffer view;
     ssize_t n;
     int saved;
 
-    if (want_args(nargs, 2, "recv_into") < 0 || fd_arg(args[0], &fd) < 0)
+    if (want_args(nargs, 2, name) < 0 || fd_arg(args[0], &fd) < 0)
         return NULL;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(args[1], &view, receive ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
         return NULL;
-    if (view.len == 0) {  /* as socket.recv_into: 0 without a call (recv(2) would say EAGAIN) */
+    if (receive && view.len == 0) {  /* as socket.recv_into: 0, where recv(2) says EAGAIN */
         PyBuffer_Release(&view);
         return PyLong_FromLong(0);
     }
     for (;;) {
-        n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
+        if (receive)
+            n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
+        else
+            n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0 || errno != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) {
@@ -103,36 +106,19 @@ sysio_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(n);
 }
 
+/* recv_into(fd, buffer) -> int: recv(2) into a writable buffer; 0 at EOF */
+static PyObject *
+sysio_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return transfer(args, nargs, "recv_into", 1);
+}
+
 /* send(fd, data) -> int: send(2) with MSG_NOSIGNAL (EPIPE, never SIGPIPE) and MSG_DONTWAIT;
  * bytes taken */
 static PyObject *
 sysio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int fd;
-    Py_buffer view;
-    ssize_t n;
-    int saved;
-
-    if (want_args(nargs, 2, "send") < 0 || fd_arg(args[0], &fd) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    for (;;) {
-        n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0 || errno != EINTR)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            PyBuffer_Release(&view);
-            return NULL;
-        }
-    }
-    saved = errno;
-    PyBuffer_Release(&view);
-    if (n < 0) {
-        errno = saved;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromSsize_t(n);
+    return transfer(args, nargs, "send", 0);
 }
 
 /* "a.b.c.d" for an IPv4 address in network order; out holds at least 16 bytes */
