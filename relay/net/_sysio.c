@@ -312,14 +312,16 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* linger_reset(sock, fd) -> None: SO_LINGER 0 on the socket whose number is fd (sock is for
  * the Python fallback), so that close() sends RST, not FIN. The socket module's setsockopt
  * takes a bytes value only after two failed argument parses, each formatting its error
- * message (about 12k instructions per call, counted with callgrind). */
+ * message (about 12k instructions per call, counted with callgrind). A closed socket's
+ * number (-1) or any other invalid one gives EBADF, an OSError, as the fallback's setsockopt
+ * on a closed socket does (reset_on_close ignores OSError; fd_arg's ValueError escaped it). */
 static PyObject *
 sysio_linger_reset(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     struct linger lg = {1, 0};
 
-    if (want_args(nargs, 2, "linger_reset") < 0 || fd_arg(args[1], &fd) < 0)
+    if (want_args(nargs, 2, "linger_reset") < 0 || int_arg(args[1], -1, &fd) < 0)
         return NULL;
     if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, (socklen_t)sizeof(lg)) < 0)
         return PyErr_SetFromErrno(PyExc_OSError);

@@ -270,8 +270,27 @@ def test_linger_reset_on_a_closed_socket_raises(pair):
     a, _ = pair
     fd = a.fileno()
     a.close()
-    with pytest.raises((OSError, ValueError)):
+    with pytest.raises(OSError):
         sysio.linger_reset(a, fd)
+
+
+def test_linger_reset_of_a_closed_socket_by_its_number_raises_oserror_in_both_builds(pair):
+    """A closed socket's fileno() is -1: the fallback's setsockopt says EBADF (OSError), which
+    reset_on_close ignores; the C call said ValueError ("out of range"), which it does not."""
+    a, _ = pair
+    a.close()
+    with pytest.raises(OSError) as raised:
+        sysio.linger_reset(a, a.fileno())
+    assert raised.value.errno == errno.EBADF
+
+
+def test_a_reset_close_of_a_socket_already_closed_raises_nothing(pair):
+    """As before linger_reset (setsockopt on a closed socket: EBADF, suppressed)."""
+    from relay.net.edge import reset_and_close
+
+    a, _ = pair
+    a.close()
+    reset_and_close(a)
 
 
 @pytest.fixture
