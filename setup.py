@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 # connection and per request. bench/ab.py with WORK@compiled=<set> columns side by side
 # (redis-benchmark -k 0 and -k 1 through relay, HAProxy as the yardstick; user CPU per new
 # connection: pure 25 us, this set 17, all of relay/core + relay/net 18, only reactor,
-# session, listener, timers and idle 25): so the admin, checks, sentinel and authority code
-# stays interpreted (startup, tracebacks and test doubles stay plain Python). Counted in
+# session, listener, timers and idle 25): so the admin, sentinel and authority code stays
+# interpreted (startup, tracebacks and test doubles stay plain Python). Counted in
 # instructions with callgrind (bench/NOTES.md, "Profiling the compiled build"), compiling the
 # dialer and the config model (read per connection) bought 12 % and 2.6 % per new
 # connection; compiling checker.py (timed, it bought nothing outside the noise) cut a

@@ -71,8 +71,8 @@ def test_a_handler_that_raises_does_not_stop_the_loop():
 
 
 class _PlainReader:
-    """A handler that is not a Handler (as admin's, the checker's and the PROXY header
-    reader are: interpreted classes), called by name: it reads, then raises once."""
+    """A handler that is not a Handler (as admin's and the PROXY header reader are:
+    interpreted classes), called by name: it reads, then raises once."""
 
     def __init__(self, sock):
         self.sock = sock
