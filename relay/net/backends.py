@@ -324,8 +324,9 @@ class BackendGroup:
         self.checking = True
 
     def _checker(self, backend: Backend) -> HealthChecker:
-        return checker_class(self.reactor, backend, self.config.health, self.config.proxy_protocol,
-                       self.rng, partial(self.check_result, backend))
+        return checker_class(self.reactor, backend, self.config.health,
+                             self.config.proxy_protocol, self.rng,
+                             partial(self.check_result, backend))
 
     def stop_checks(self) -> None:
         self.checking = False
