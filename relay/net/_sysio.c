@@ -20,8 +20,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -225,6 +223,7 @@ sysio_epoll_ctl(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 #define MAX_WAIT_EVENTS 4096
+#define STACK_EVENTS 1024  /* the reactor's MAX_EVENTS: no allocation per turn */
 
 /* epoll_wait(epoll, epfd, timeout, maxevents) -> [(fd, events), ...]: epoll_wait(2),
  * timeout in seconds as select.epoll.poll takes it (rounded up to a millisecond; < 0: no
@@ -235,7 +234,7 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int epfd, maxevents, ms, n, saved;
     double timeout;
-    struct epoll_event stack[1024];  /* the reactor's MAX_EVENTS: no allocation per turn */
+    struct epoll_event stack[STACK_EVENTS];
     struct epoll_event *events = stack;
     PyObject *result;
 
@@ -264,7 +263,7 @@ sysio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if ((double)ms < whole)
             ms++;  /* rounded up, as select.epoll.poll does: never a wake-up before a timer */
     }
-    if (maxevents > 1024) {
+    if (maxevents > STACK_EVENTS) {
         events = PyMem_Malloc(sizeof(struct epoll_event) * (size_t)maxevents);
         if (events == NULL)
             return PyErr_NoMemory();

@@ -57,7 +57,7 @@ splice: Final = getattr(os, "splice", None)
 # recv and send on the sockets' fds (relay/net/sysio.py: C where built, the GIL kept across
 # the call; else Python's os module), at fewer instructions than the socket objects' methods
 _recv_into: Final = sysio.recv_into
-_write: Final = sysio.send
+_send: Final = sysio.send
 
 
 class SessionHost(Handler):
@@ -223,7 +223,7 @@ class Direction:
                 buf = self.buf
                 assert buf is not None
                 try:
-                    n = _write(dst.fd, buf[self.start:self.end])
+                    n = _send(dst.fd, buf[self.start:self.end])
                 except BlockingIOError:
                     dst.writable = False
                     return IDLE
@@ -264,7 +264,7 @@ class Direction:
             sent = 0
             if dst.writable:
                 try:
-                    sent = _write(dst.fd, buffers.head(n))
+                    sent = _send(dst.fd, buffers.head(n))
                 except BlockingIOError:
                     dst.writable = False
                 except OSError:
