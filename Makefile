@@ -58,7 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check relay tests bench setup.py
 	$(BIN)/mypy
 
-# benchmark suite (bench/run.py): direct vs HAProxy vs relay, under 10 minutes; BENCH_ARGS=--quick
+# benchmark suite (bench/run.py): direct vs HAProxy vs relay, about 14 minutes; BENCH_ARGS=--quick
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

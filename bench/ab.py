@@ -12,8 +12,8 @@ builds that tree with the working tree's setup.py (`setup.py build_ext --inplace
 first: its COMPILED modules, or those after `=` (comma-separated paths, or `all`: RELAY_COMPILE).
 Every round runs every workload on every target, in a rotating order, against one redis-server:
 redis-benchmark -c 50 -k 1 -t get,set (rate, p99) and -c 50 -k 0 -t get (new connection
-per request), with the proxy's CPU time (utime + stime from /proc/PID/stat, clock ticks of
-10 ms) per request and per connection, and the RSS of N idle sessions through a fresh
+per request), with the proxy's CPU time (bench/targets.py's cpu_sample: exact runtime, split in
+the clock ticks' proportion) per request and per connection, and the RSS of N idle sessions through a fresh
 proxy. Figures are medians of the rounds [min-max]. These workloads are CPU-bound on a
 small machine: CPU per request is the steadier figure, rates move with the machine.
 
@@ -100,13 +100,13 @@ def start_relay(tree: Path, redis_port: int, procs: Procs, tmp: Path, label: str
     return Instance(spec, {"redis": relay.port("redis")}, relay)
 
 
-def cpu_of(inst: Instance) -> tuple[float, float]:
-    return targets.cpu_user_system(inst.pids())
+def cpu_of(inst: Instance) -> targets.CpuSample:
+    return targets.cpu_sample(inst.pids())
 
 
-def add_cpu(into: dict[str, list[float]], key: str, before: tuple[float, float],
-            after: tuple[float, float], count: int) -> None:
-    user, system = ((a - b) * 1e6 / count for a, b in zip(after, before, strict=True))
+def add_cpu(into: dict[str, list[float]], key: str, before: targets.CpuSample,
+            after: targets.CpuSample, count: int) -> None:
+    user, system = (x * 1e6 / count for x in targets.cpu_spent(before, after))
     into.setdefault(key, []).append(user + system)
     into.setdefault(f"{key}_user", []).append(user)
 

@@ -1,6 +1,6 @@
 """relay's benchmark suite: direct vs HAProxy vs relay, same run, interleaved round by round.
 
-    make bench                                   # full run, under 10 minutes on 2 cores
+    make bench                                   # full run, about 14 minutes on 2 cores
     .venv/bin/python bench/run.py --quick        # about 2 minutes
     .venv/bin/python bench/run.py --rounds 5 --targets direct,haproxy-1t,relay-splice
 
@@ -56,9 +56,10 @@ class Profile:
     splice_seconds: float
 
 
-# FULL: about 8 minutes on the 2-core development machine with 7 targets (a loaded machine
-# stretches the count-bound loads); QUICK: about 2 minutes.
-FULL = Profile(rounds=3, iperf_seconds=4, redis_requests=30_000, conn_requests=6_000,
+# FULL: about 14 minutes on the 2-core development machine with 9 targets (a loaded machine
+# stretches the count-bound loads): 5 rounds, and new connections in runs of ~3 s (runs of
+# 6,000 in under a second moved by +-20 % between runs of the same code); QUICK: about 2 minutes.
+FULL = Profile(rounds=5, iperf_seconds=4, redis_requests=30_000, conn_requests=24_000,
                idle_sessions=10_000, splice_seconds=2)
 QUICK = Profile(rounds=3, iperf_seconds=1, redis_requests=8_000, conn_requests=1_500,
                 idle_sessions=1_500, splice_seconds=1)
@@ -93,7 +94,8 @@ def _whole_seconds(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller loads, about 2 minutes")
-    p.add_argument("--rounds", type=int, help="rounds (default 3); each figure is their median")
+    p.add_argument("--rounds", type=int,
+                   help="rounds (default 5, --quick 3); each figure is their median")
     p.add_argument("--iperf-seconds", type=_whole_seconds,
                    help="iperf3 -t, whole seconds >= 1 (default 4, --quick 1)")
     p.add_argument("--redis-requests", type=int)
@@ -194,21 +196,21 @@ def measure_round(rnd: int, order: list[Instance], prof: Profile, res: report.Re
         time.sleep(0.3)
 
 
-def proxy_cpu(inst: Instance) -> tuple[float, float] | None:
-    """(user, system) CPU seconds used so far by the proxy's processes (None for direct)."""
+def proxy_cpu(inst: Instance) -> targets.CpuSample | None:
+    """CPU used so far by the proxy's processes (None for direct)."""
     pids = inst.pids()
-    return targets.cpu_user_system(pids) if pids else None
+    return targets.cpu_sample(pids) if pids else None
 
 
-def cpu_per(inst: Instance, before: tuple[float, float] | None, count: int,
+def cpu_per(inst: Instance, before: targets.CpuSample | None, count: int,
             key: str) -> dict[str, float]:
     """Microseconds of proxy CPU per request since `before`: {key: user + system,
     key + "_user": user}."""
     after = proxy_cpu(inst)
     if before is None or after is None or count <= 0:
         return {}
-    user = (after[0] - before[0]) * 1e6 / count
-    return {key: user + (after[1] - before[1]) * 1e6 / count, f"{key}_user": user}
+    user, system = targets.cpu_spent(before, after)
+    return {key: (user + system) * 1e6 / count, f"{key}_user": user * 1e6 / count}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,11 +297,13 @@ def run(args: argparse.Namespace) -> int:
         f"{prof.rounds} rounds, interleaved: every workload runs on every target in each round, "
         "target order rotated each round; each figure is the median of the rounds [min-max]",
         f"iperf3: -t {prof.iperf_seconds:g} -P 1 and -P 4, client -> server; CPU s/GB = the "
-        "proxy's utime+stime (/proc/PID/stat, all threads and children) / GB received",
+        "proxy's CPU time (all its processes and threads) / GB received",
+        "proxy CPU time: the scheduler's exact runtime of each thread (/proc/PID/task/TID/sched), "
+        "split into user and system in the proportion of the clock ticks (/proc/PID/stat, "
+        "10 ms, sampled: the split of a short run is the rough part)",
         f"redis-benchmark: -c 50 -k 1 -t get,set -n {prof.redis_requests:,} (3-byte values); "
         f"-c 50 -k 0 -t get -n {prof.conn_requests:,} for the new-connection rate; proxy CPU "
-        "per request = the proxy's utime+stime during the run / requests (clock ticks of "
-        "10 ms: read it as a rate, not to the microsecond on small runs)",
+        "per request = the proxy's CPU time during the run / requests",
         f"idle: {prof.idle_sessions:,} sessions through a fresh proxy (after 200 warm-up "
         "sessions), each answered one PING, then idle; growth of VmRSS and of /proc/PID/fd",
         "only 127.0.0.1; relay and HAProxy run no health checks; backends: iperf3 -s, "

@@ -7,8 +7,9 @@ For each size, relay runs a generated configuration: listeners of 50 backends ea
 (--per-listener), tcp health checks every 2 s (--interval), every backend pointing at one
 of 50 local listening sockets this script holds and accepts on (a few sockets serve any
 number of backends: no process per backend). Once every backend is up and the loop has
-settled, relay's user+system CPU over --seconds is read from /proc (% of one core, and
-per check: CPU / checks run, and its user and system parts), then its RSS, and /metrics
+settled, relay's CPU over --seconds is read from /proc (bench/targets.py's cpu_sample: the
+scheduler's exact runtime, split into user and system in the clock ticks' proportion) as % of
+one core, and per check: CPU / checks run, and its user and system parts; then its RSS, and /metrics
 is fetched three times (size and the median time to fetch). --histograms sets
 `[runtime] backend_histograms = true` (the
 per-backend connect-time histograms); --source runs another checkout's relay/.
@@ -22,7 +23,6 @@ sleep and the kernel's loopback handshake cost whichever process checks.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import select
 import shutil
@@ -37,9 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.targets import cpu_sample, cpu_spent
 from tests.support.relayproc import REPO, RelayProcess, admin_request, toml_config
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 class Sink:
@@ -74,13 +73,6 @@ class Sink:
         self.thread.join(5)
         for s in self.socks:
             s.close()
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process pid."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
 
 
 def config(sink: Sink, backends: int, per: int, interval: str, histograms: bool) -> str:
@@ -119,11 +111,11 @@ def measure(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, fl
                     raise SystemExit(f"not every backend came up within 120 s ({backends})")
                 time.sleep(1.0)
             time.sleep(args.settle)
-            c0, t0 = cpu_seconds(relay.pid), time.monotonic()
+            c0, t0 = cpu_sample([relay.pid]), time.monotonic()
             time.sleep(args.seconds)
-            c1, t1 = cpu_seconds(relay.pid), time.monotonic()
+            c1, t1 = cpu_sample([relay.pid]), time.monotonic()
             checks = backends * (t1 - t0) / float(args.interval.rstrip("s"))
-            user, system = c1[0] - c0[0], c1[1] - c0[1]
+            user, system = cpu_spent(c0, c1)
             sizes, times = [], []
             for _ in range(3):
                 time.sleep(1.2)  # admin serves a render for 1 s (METRICS_TTL): a fresh one
@@ -178,9 +170,9 @@ def measure_haproxy(args: argparse.Namespace, backends: int, sink: Sink) -> dict
             time.sleep(float(inter) + args.settle)
             if proc.poll() is not None:
                 raise SystemExit(f"haproxy exited ({proc.returncode}) with {backends} servers")
-            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            c0, t0 = cpu_sample([proc.pid]), time.monotonic()
             time.sleep(args.seconds)
-            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            c1, t1 = cpu_sample([proc.pid]), time.monotonic()
         finally:
             proc.terminate()
             try:
@@ -189,7 +181,7 @@ def measure_haproxy(args: argparse.Namespace, backends: int, sink: Sink) -> dict
                 proc.kill()
                 proc.wait()
     checks = backends * (t1 - t0) / float(inter)
-    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    user, system = cpu_spent(c0, c1)
     return {"cpu_pct": 100 * (user + system) / (t1 - t0),
             "us_per_check": 1e6 * (user + system) / checks,
             "user_us": 1e6 * user / checks, "sys_us": 1e6 * system / checks}

@@ -244,22 +244,64 @@ def fd_count(pids: list[int]) -> int:
     return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of each process (all its threads), in seconds."""
-    return sum(cpu_user_system(pids))
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU used so far by some processes (all their threads): utime and stime in clock ticks
+    (seconds, 10 ms steps, the split sampled at each tick), and `exact`, the scheduler's own
+    runtime of every thread (nanosecond counts from /proc/PID/task/TID/sched), None where the
+    kernel does not show it; `threads`, whose runtime `exact` sums."""
+
+    user: float
+    system: float
+    exact: float | None
+    threads: frozenset[int]
 
 
-def cpu_user_system(pids: list[int]) -> tuple[float, float]:
-    """(utime, stime) summed over the processes (all their threads), in seconds. On loopback
-    most of the system time is the TCP work of both ends, charged to whoever sends; the user
-    time is the proxy's own code."""
+def cpu_sample(pids: list[int]) -> CpuSample:
     user = system = 0
+    exact: float | None = 0.0
+    threads: set[int] = set()
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         user += int(fields[11])  # field 14 of stat(5)
         system += int(fields[12])  # field 15
-    return user / CLK_TCK, system / CLK_TCK
+        if exact is not None:
+            exact = _runtime(pid, exact, threads)
+    return CpuSample(user / CLK_TCK, system / CLK_TCK, exact, frozenset(threads))
+
+
+def _runtime(pid: int, total: float, threads: set[int]) -> float | None:
+    """total plus pid's threads' se.sum_exec_runtime (ms in the file), or None."""
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/sched") as f:
+                for line in f:
+                    if line.startswith("se.sum_exec_runtime"):
+                        total += float(line.split(":")[1]) / 1000
+                        threads.add(int(task))
+                        break
+                else:
+                    return None
+    except OSError:  # no sched file (kernel without sched debug), or the thread left
+        return None
+    return total
+
+
+def cpu_spent(before: CpuSample, after: CpuSample) -> tuple[float, float]:
+    """(user, system) CPU seconds between two samples. The total is the scheduler's exact
+    runtime where both samples have it (the tick counters move in 10 ms steps: a 1 s run
+    reads to about 1 %, and its user/system split, sampled at each tick, much less
+    precisely), split in the proportion of the ticks; else the ticks alone (also when a
+    thread came or went between the samples)."""
+    user, system = after.user - before.user, after.system - before.system
+    if before.exact is None or after.exact is None or before.threads != after.threads:
+        return user, system  # (a thread that left took its runtime with it)
+    total = after.exact - before.exact
+    ticks = user + system
+    if ticks <= 0:
+        return 0.0, total  # no tick fell in the interval: too short to split
+    return total * user / ticks, total * system / ticks
 
 
 def machine_busy_seconds() -> float:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.targets import cpu_seconds, fd_count, rss_kib
+from bench.targets import cpu_sample, cpu_spent, fd_count, rss_kib
 
 # --- iperf3 -----------------------------------------------------------------------------------
 
@@ -52,12 +52,12 @@ def iperf(port: int, seconds: float, streams: int, pids: Callable[[], list[int]]
             "-P", str(streams), "-J"]
     for attempt in range(3):
         watched = pids()
-        cpu0 = cpu_seconds(watched) if watched else None
+        cpu0 = cpu_sample(watched) if watched else None
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
-        cpu1 = cpu_seconds(watched) if watched else None
+        cpu1 = cpu_sample(watched) if watched else None
         if out.returncode == 0:
             end = json.loads(out.stdout)["end"]["sum_received"]
-            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+            cpu = None if cpu0 is None or cpu1 is None else sum(cpu_spent(cpu0, cpu1))
             return Bulk(float(end["bits_per_second"]) / 1e9, int(end["bytes"]), cpu)
         if "busy" in out.stdout + out.stderr and attempt < 2:  # the server is finishing a test
             time.sleep(1.0)
