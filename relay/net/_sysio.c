@@ -1,6 +1,6 @@
-/* relay.net._sysio: the copy path's and the accept loop's system calls, without what the
- * socket module's methods wrap around them (relay/net/sysio.py is the interface, with the
- * pure-Python fallback used where this was not built).
+/* relay.net._sysio: the copy path's, the accept loop's and the backend connect's system
+ * calls, without what the socket module's methods wrap around them (relay/net/sysio.py is
+ * the interface, with the pure-Python fallback used where this was not built).
  *
  * Every call here is made on a non-blocking socket: it returns at once, so the GIL is kept
  * across it (the socket module releases and takes it again around each call: about 340
@@ -19,7 +19,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -66,18 +68,15 @@ want_args(Py_ssize_t nargs, Py_ssize_t expected, const char *name)
     return -1;
 }
 
-/* recv(2) into (receive) or send(2) from a buffer, args (fd, buffer); the count or NULL */
+/* recv(2) into (receive) or send(2) from a buffer (data) on fd; the count or NULL */
 static PyObject *
-transfer(PyObject *const *args, Py_ssize_t nargs, const char *name, int receive)
+transfer_fd(int fd, PyObject *data, int receive)
 {
-    int fd;
     Py_buffer view;
     ssize_t n;
     int saved;
 
-    if (want_args(nargs, 2, name) < 0 || fd_arg(args[0], &fd) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &view, receive ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(data, &view, receive ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
         return NULL;
     if (receive && view.len == 0) {  /* as socket.recv_into: 0, where recv(2) says EAGAIN */
         PyBuffer_Release(&view);
@@ -102,6 +101,16 @@ transfer(PyObject *const *args, Py_ssize_t nargs, const char *name, int receive)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromSsize_t(n);
+}
+
+static PyObject *
+transfer(PyObject *const *args, Py_ssize_t nargs, const char *name, int receive)
+{
+    int fd;
+
+    if (want_args(nargs, 2, name) < 0 || fd_arg(args[0], &fd) < 0)
+        return NULL;
+    return transfer_fd(fd, args[1], receive);
 }
 
 /* recv_into(fd, buffer) -> int: recv(2) into a writable buffer; 0 at EOF */
@@ -327,6 +336,266 @@ sysio_linger_reset(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- Socket: a backend socket that is only its number ----------------------------------
+ *
+ * What a session and a pending connect do with their backend's socket (fileno, getsockopt
+ * SO_ERROR, send of a PROXY header, shutdown, close), as the socket module's methods of the
+ * same names, none of which waits. Made by connect() below: making a socket.socket costs a
+ * getsockname(2) (the socket module checks a number it is given) or a release of the GIL
+ * around socket(2), and its connect_ex parses the address tuple, runs an audit hook and
+ * releases the GIL again. Like socket.socket, one left unclosed warns (ResourceWarning) and
+ * is closed when it goes. */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;  /* -1 once closed */
+} SocketObject;
+
+static PyTypeObject Socket_Type;
+
+static void
+socket_finalize(PyObject *self)
+{
+    SocketObject *s = (SocketObject *)self;
+    PyObject *type, *value, *traceback;
+
+    if (s->fd < 0)
+        return;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (PyErr_ResourceWarning(self, 1, "unclosed %R", self) &&
+            PyErr_ExceptionMatches(PyExc_Warning))
+        PyErr_WriteUnraisable(self);  /* (-W error made the warning an exception) */
+    (void)close(s->fd);
+    s->fd = -1;
+    PyErr_Restore(type, value, traceback);
+}
+
+static void
+socket_dealloc(PyObject *self)
+{
+    if (PyObject_CallFinalizerFromDealloc(self) < 0)
+        return;  /* resurrected by the warning's handler */
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *
+socket_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<relay.net._sysio.Socket fd=%d>", ((SocketObject *)self)->fd);
+}
+
+static PyObject *
+socket_fileno(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(((SocketObject *)self)->fd);
+}
+
+/* close(): as socket.close(): a second close does nothing; ECONNRESET is not an error */
+static PyObject *
+socket_close(PyObject *self, PyObject *unused)
+{
+    SocketObject *s = (SocketObject *)self;
+    int fd = s->fd;
+
+    if (fd >= 0) {
+        s->fd = -1;
+        if (close(fd) < 0 && errno != ECONNRESET && errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+socket_shutdown(PyObject *self, PyObject *arg)
+{
+    int how;
+
+    if (int_arg(arg, -1, &how) < 0)
+        return NULL;
+    if (shutdown(((SocketObject *)self)->fd, how) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* getsockopt(level, option) -> int */
+static PyObject *
+socket_getsockopt(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int level, option, value = 0;
+    socklen_t size = (socklen_t)sizeof(value);
+
+    if (want_args(nargs, 2, "getsockopt") < 0 || int_arg(args[0], -1, &level) < 0 ||
+            int_arg(args[1], -1, &option) < 0)
+        return NULL;
+    if (getsockopt(((SocketObject *)self)->fd, level, option, &value, &size) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(value);
+}
+
+/* send(data) -> int: as sysio.send on this socket's number (closed: EBADF, as socket.send) */
+static PyObject *
+socket_send(PyObject *self, PyObject *arg)
+{
+    return transfer_fd(((SocketObject *)self)->fd, arg, 0);
+}
+
+static PyMethodDef socket_methods[] = {
+    {"fileno", socket_fileno, METH_NOARGS, "fileno() -> int: the number, -1 once closed."},
+    {"close", socket_close, METH_NOARGS, "close() -> None: close(2), once."},
+    {"shutdown", socket_shutdown, METH_O, "shutdown(how) -> None: shutdown(2)."},
+    {"getsockopt", (PyCFunction)(void (*)(void))socket_getsockopt, METH_FASTCALL,
+     "getsockopt(level, option) -> int: getsockopt(2) of an int option."},
+    {"send", socket_send, METH_O,
+     "send(data) -> int: send(2) with MSG_NOSIGNAL and MSG_DONTWAIT; bytes taken."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Socket_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "relay.net._sysio.Socket",
+    .tp_basicsize = sizeof(SocketObject),
+    .tp_dealloc = socket_dealloc,
+    .tp_repr = socket_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A backend's TCP socket as its number (made by connect()).",
+    .tp_methods = socket_methods,
+    .tp_finalize = socket_finalize,
+};
+
+/* a numeric address tuple, as socket.connect_ex takes it for AF_INET (host, port) and
+ * AF_INET6 (host, port[, flowinfo, scope_id]; a "%zone" suffix of host is left to scope_id),
+ * into *addr; its length or -1 */
+static socklen_t
+sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
+{
+    Py_ssize_t n;
+    const char *host;
+    char text[INET6_ADDRSTRLEN];
+    const char *zone;
+    long port;
+    void *dst;
+
+    if (!PyTuple_Check(tuple) || (n = PyTuple_GET_SIZE(tuple)) < 2 ||
+            n > (family == AF_INET6 ? 4 : 2)) {
+        PyErr_SetString(PyExc_TypeError, "connect(): the address must be a (host, port) tuple");
+        return (socklen_t)-1;
+    }
+    host = PyUnicode_Check(PyTuple_GET_ITEM(tuple, 0)) ?
+        PyUnicode_AsUTF8(PyTuple_GET_ITEM(tuple, 0)) : NULL;
+    if (host == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "connect(): the host must be a str");
+        return (socklen_t)-1;
+    }
+    port = PyLong_AsLong(PyTuple_GET_ITEM(tuple, 1));
+    if (port == -1 && PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError))
+        return (socklen_t)-1;
+    if (port < 0 || port > 65535) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_OverflowError, "connect(): port must be 0-65535.");
+        return (socklen_t)-1;
+    }
+    zone = strchr(host, '%');
+    if ((zone ? (size_t)(zone - host) : strlen(host)) >= sizeof(text)) {
+        PyErr_Format(PyExc_ValueError, "connect(): not a numeric address: %s", host);
+        return (socklen_t)-1;
+    }
+    memcpy(text, host, zone ? (size_t)(zone - host) : strlen(host) + 1);
+    if (zone)
+        text[zone - host] = '\0';
+    memset(addr, 0, sizeof(*addr));
+    if (family == AF_INET) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)addr;
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        dst = &in4->sin_addr;
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+        unsigned long flowinfo = 0, scope_id = 0;
+        if (n == 4) {
+            flowinfo = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(tuple, 2));
+            if (flowinfo == (unsigned long)-1 && PyErr_Occurred())
+                return (socklen_t)-1;
+            scope_id = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(tuple, 3));
+            if (scope_id == (unsigned long)-1 && PyErr_Occurred())
+                return (socklen_t)-1;
+            if (flowinfo > 0xfffff || scope_id > UINT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "connect(): flowinfo or scope_id out of range");
+                return (socklen_t)-1;
+            }
+        }
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        in6->sin6_flowinfo = htonl((uint32_t)flowinfo);
+        in6->sin6_scope_id = (uint32_t)scope_id;
+        dst = &in6->sin6_addr;
+    } else {
+        errno = EAFNOSUPPORT;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return (socklen_t)-1;
+    }
+    if (inet_pton(family, text, dst) != 1) {
+        PyErr_Format(PyExc_ValueError, "connect(): not a numeric address: %s", host);
+        return (socklen_t)-1;
+    }
+    return family == AF_INET ? (socklen_t)sizeof(struct sockaddr_in)
+                             : (socklen_t)sizeof(struct sockaddr_in6);
+}
+
+/* connect(family, address) -> (Socket, errno): a non-blocking, close-on-exec TCP socket
+ * with TCP_NODELAY, its connect(2) started; errno 0 (connected), EINPROGRESS (EPOLLOUT
+ * tells) or why it failed at once. OSError only when no socket could be made. */
+static PyObject *
+sysio_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int family, fd, err = 0, one = 1, saved;
+    struct sockaddr_storage addr;
+    socklen_t size;
+    SocketObject *sock;
+    PyObject *code, *result;
+
+    if (want_args(nargs, 2, "connect") < 0 || int_arg(args[0], -1, &family) < 0)
+        return NULL;
+    size = sockaddr_arg(family, args[1], &addr);
+    if (size == (socklen_t)-1)
+        return NULL;
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, (socklen_t)sizeof(one)) < 0) {
+        saved = errno;
+        (void)close(fd);
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (connect(fd, (struct sockaddr *)&addr, size) < 0) {
+        err = errno;
+        if (err == EINTR) {  /* the connect goes on without us (connect(2)): as EINPROGRESS */
+            err = EINPROGRESS;
+            if (PyErr_CheckSignals() < 0) {
+                (void)close(fd);
+                return NULL;
+            }
+        }
+    }
+    sock = PyObject_New(SocketObject, &Socket_Type);
+    if (sock == NULL) {
+        (void)close(fd);
+        return NULL;
+    }
+    sock->fd = fd;
+    code = PyLong_FromLong(err);
+    result = code == NULL ? NULL : PyTuple_New(2);
+    if (result == NULL) {
+        Py_XDECREF(code);
+        Py_DECREF(sock);  /* (closes fd, with a ResourceWarning: out of memory anyway) */
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, (PyObject *)sock);
+    PyTuple_SET_ITEM(result, 1, code);
+    return result;
+}
+
 static PyMethodDef sysio_methods[] = {
     {"recv_into", (PyCFunction)(void (*)(void))sysio_recv_into, METH_FASTCALL,
      "recv_into(fd, buffer) -> int: recv(2) on a non-blocking socket; 0 at EOF."},
@@ -340,13 +609,34 @@ static PyMethodDef sysio_methods[] = {
      "epoll_wait(epoll, epfd, timeout, maxevents) -> [(fd, events), ...]: epoll_wait(2)."},
     {"linger_reset", (PyCFunction)(void (*)(void))sysio_linger_reset, METH_FASTCALL,
      "linger_reset(sock, fd) -> None: SO_LINGER 0, close() then sends RST."},
+    {"connect", (PyCFunction)(void (*)(void))sysio_connect, METH_FASTCALL,
+     "connect(family, address) -> (Socket, errno): a non-blocking TCP_NODELAY socket, "
+     "connecting."},
     {NULL, NULL, 0, NULL},
+};
+
+static int
+sysio_exec(PyObject *module)
+{
+    if (PyType_Ready(&Socket_Type) < 0)
+        return -1;
+    Py_INCREF(&Socket_Type);
+    if (PyModule_AddObject(module, "Socket", (PyObject *)&Socket_Type) < 0) {
+        Py_DECREF(&Socket_Type);
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot sysio_slots[] = {
+    {Py_mod_exec, sysio_exec},
+    {0, NULL},
 };
 
 static struct PyModuleDef sysio_module = {
     PyModuleDef_HEAD_INIT, "relay.net._sysio",
     "The copy path's and the accept loop's system calls (see relay/net/sysio.py).",
-    0, sysio_methods, NULL, NULL, NULL, NULL,
+    0, sysio_methods, sysio_slots, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

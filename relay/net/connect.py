@@ -26,6 +26,7 @@ from relay.net.reactor import (
     Reactor,
 )
 from relay.net.resolve import SockAddr
+from relay.net.sysio import Sock
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
@@ -36,11 +37,10 @@ SESSION_MASK: Final = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 _COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLHUP | EPOLLERR
 _linger_reset: Final = sysio.linger_reset
+_connect: Final = sysio.connect
 _STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 # the C socket type, bound once (compiled code looked it up in the module per connection)
 SOCKET: Final = _socket.socket
-_TCP: Final = socket.IPPROTO_TCP
-_NODELAY: Final = socket.TCP_NODELAY
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
 _ECONNREFUSED: Final = errno.ECONNREFUSED
@@ -49,22 +49,16 @@ _ETIMEDOUT: Final = errno.ETIMEDOUT
 B = TypeVar("B")  # the backend a connect goes to
 
 
-def start_connect(target: SockAddr) -> tuple[_socket.socket, int]:
-    """Create a non-blocking socket and start connecting; returns (socket, errno).
+def start_connect(target: SockAddr) -> tuple[Sock, int]:
+    """Create a non-blocking socket (TCP_NODELAY) and start connecting; returns (socket,
+    errno).
 
     errno is 0 when connected at once, EINPROGRESS when the answer comes later
     (EPOLLOUT), anything else when it failed already. Raises OSError only when
-    no socket could be created (e.g. EMFILE).
+    no socket could be created (e.g. EMFILE). The socket is a sysio.Sock: compiled, a bare
+    number with the few socket methods a backend's socket needs (relay/net/sysio.py).
     """
-    # the C socket type: none of the Python-level socket.socket wrapper's costs
-    sock = SOCKET(target.family, _STREAM_NONBLOCK)
-    try:
-        sock.setsockopt(_TCP, _NODELAY, 1)
-        err = sock.connect_ex(target.sockaddr)
-    except OSError:
-        sock.close()
-        raise
-    return sock, err
+    return _connect(target.family, target.sockaddr)
 
 
 class Watcher(Protocol[B]):
@@ -83,11 +77,11 @@ class PendingConnect(Handler, Generic[B]):
     __slots__ = ("backend", "events", "fd", "reactor", "sock", "started", "timer", "watcher")
 
     def __init__(self, reactor: Reactor, watcher: Watcher[B], backend: B,
-                 sock: _socket.socket, started: float, deadline: float) -> None:
+                 sock: Sock, started: float, deadline: float) -> None:
         self.reactor = reactor
         self.watcher = watcher
         self.backend = backend
-        self.sock: _socket.socket | None = sock
+        self.sock: Sock | None = sock
         self.fd = sock.fileno()
         self.started = started
         self.events = 0  # what the completing event said (its readiness goes to the session)
@@ -130,7 +124,7 @@ class PendingConnect(Handler, Generic[B]):
             reset_on_close(sock, self.fd)
         sock.close()
 
-    def hand_over(self, handler: EventHandler) -> _socket.socket:
+    def hand_over(self, handler: EventHandler) -> Sock:
         """The connect succeeded: its socket, still registered with SESSION_MASK, now belongs
         to `handler` (no epoll_ctl)."""
         if self.timer is not None:
@@ -142,7 +136,7 @@ class PendingConnect(Handler, Generic[B]):
         return sock
 
 
-def reset_on_close(sock: _socket.socket, fd: int) -> None:
+def reset_on_close(sock: Sock, fd: int) -> None:
     """Make close() send RST, not FIN (SO_LINGER 0): the peer cannot take it for an end.
     fd is sock's number (relay/net/sysio.py: the C call takes the number)."""
     try:  # (not contextlib.suppress: compiled, a with block is generic calls, ~3k instructions)

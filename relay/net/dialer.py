@@ -9,7 +9,6 @@ whose outcome still feeds passive health. Every outcome goes to the backend grou
 
 from __future__ import annotations
 
-import _socket
 import errno
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -21,6 +20,7 @@ from relay.net.session import Dialed, End
 if TYPE_CHECKING:
     from relay.net.reactor import Reactor
     from relay.net.resolve import SockAddr
+    from relay.net.sysio import Sock
     from relay.net.timers import Timer
 
 _EINPROGRESS: Final = errno.EINPROGRESS
@@ -34,7 +34,7 @@ class DialHost(Protocol):
     reactor: Reactor
     group: BackendGroup
 
-    def start_connect(self, target: SockAddr) -> tuple[_socket.socket, int]: ...
+    def start_connect(self, target: SockAddr) -> tuple[Sock, int]: ...
 
     def out_of_fds(self, exc: OSError) -> None: ...
 

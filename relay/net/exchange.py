@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from relay.core.connect_error import detail
-from relay.net import connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler
 from relay.net.resolve import SockAddr
+from relay.net.sysio import socket_connect
 
 if TYPE_CHECKING:
     from relay.net.reactor import Reactor
@@ -44,7 +44,7 @@ class Exchange(Handler, Generic[V]):
         self.sock: _socket.socket | None = None
         self.deadline: Timer | None = None
         try:
-            sock, err = connect.start_connect(target)
+            sock, err = socket_connect(target.family, target.sockaddr)
         except OSError as exc:
             why = f"no socket: {os.strerror(exc.errno or 0)}"
             reactor.call_soon(lambda: self._end(why))

@@ -38,6 +38,7 @@ from relay.net.resolve import SockAddr, listening_socket
 from relay.net.session import Origin, Session, SessionHost
 from relay.net.share import SHARE_REST, AcceptShare
 from relay.net.splice import PipePool
+from relay.net.sysio import Sock
 
 ACCEPT_BATCH: Final = 64  # clients accepted per wake-up before other work gets a turn
 _STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -259,7 +260,7 @@ class Listener(SessionHost):
         self.census.clients -= 1
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
 
-    def start_connect(self, target: SockAddr) -> tuple[_socket.socket, int]:
+    def start_connect(self, target: SockAddr) -> tuple[Sock, int]:
         """A backend connect for a dial (relay.net.dialer.DialHost)."""
         return start_connect(target)
 

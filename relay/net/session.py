@@ -13,7 +13,7 @@ import _socket
 import errno
 import os
 import socket
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -23,6 +23,7 @@ from relay.net.connect import _SO_ERROR, _SOL_SOCKET, reset_on_close
 from relay.net.connect import SESSION_MASK as _MASK
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Handler
 from relay.net.splice import SPLICE_FLAGS, Pipe
+from relay.net.sysio import Sock
 
 if TYPE_CHECKING:
     from relay.config.model import ListenerConfig
@@ -92,8 +93,8 @@ class End:
 
     __slots__ = ("fd", "hup", "readable", "sock", "writable")
 
-    def __init__(self, sock: _socket.socket, fd: int) -> None:
-        self.sock = sock
+    def __init__(self, sock: Sock, fd: int) -> None:
+        self.sock = sock  # a client's: a socket.socket; a backend's: see sysio.connect
         self.fd = fd  # sock.fileno(), which the caller knows already
         self.readable = False
         self.writable = False
@@ -402,12 +403,13 @@ class Session(Dialed):
         origin = self.origin
         header = b""
         try:
+            client = cast(_socket.socket, self.client.sock)  # (always: the listener's accept)
             if origin is not None:
                 source, destination = origin.source, origin.destination
             else:
-                source, destination = self.client.sock.getpeername()[:2], None
+                source, destination = client.getpeername()[:2], None
             if destination is None:
-                destination = self.client.sock.getsockname()[:2]
+                destination = client.getsockname()[:2]
             if self.config.proxy_protocol == "v1":
                 header = encode_v1(source, destination)
             else:

@@ -20,6 +20,13 @@ read, or no room).
                                           (a timeout beyond INT_MAX ms waits that long; a
                                           signal: its handlers run, the C version gives [])
     linger_reset(sock, fd)                SO_LINGER 0: close() sends RST, not FIN
+    connect(family, address) -> (sock, errno)   a non-blocking TCP socket with TCP_NODELAY,
+                                          its connect(2) started (errno 0, EINPROGRESS, or
+                                          why it failed at once: as socket.connect_ex);
+                                          OSError only when no socket could be made. sock
+                                          is a Sock: in C a bare number with the socket
+                                          methods a backend's socket needs, in the fallback
+                                          a socket.socket
 
 Where a call takes an object and its number (a socket, a select.epoll), the C version uses
 the number and the fallback the object.
@@ -33,10 +40,27 @@ import os
 import select
 import socket
 import struct
-from typing import Final
+from typing import Final, Protocol, cast
 
-__all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "accept", "epoll_ctl",
-           "epoll_wait", "linger_reset", "recv_into", "send"]
+__all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "Sock", "accept",
+           "connect", "epoll_ctl", "epoll_wait", "linger_reset", "recv_into", "send",
+           "socket_connect"]
+
+
+class Sock(Protocol):
+    """What relay does with a backend's socket (a client's is a socket.socket, which has
+    these too): the C connect's Socket, or the fallback's socket.socket."""
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    def shutdown(self, how: int, /) -> None: ...
+
+    def getsockopt(self, level: int, option: int, /) -> int: ...
+
+    def send(self, data: bytes, /) -> int: ...
+
 
 EPOLL_CTL_ADD: Final = 1  # <sys/epoll.h> (Linux); the select module does not export these
 EPOLL_CTL_DEL: Final = 2
@@ -45,8 +69,33 @@ EPOLL_CTL_MOD: Final = 3
 # a timer 25 days away would end the loop)
 LONGEST_WAIT: Final = 2_147_483.0
 
+_STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+
+
+def socket_connect(family: int, address: tuple[str, int] | tuple[str, int, int, int],
+                   /) -> tuple[_socket.socket, int]:
+    """connect's fallback, and for callers that need a whole socket.socket (its recv, its
+    addresses): the same socket and connect through the socket module."""
+    sock = _socket.socket(family, _STREAM_NONBLOCK)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(address)
+    except BaseException:  # (a bad address raises TypeError or OverflowError: closed too)
+        sock.close()
+        raise
+    return sock, err
+
+
 try:
-    from relay.net._sysio import accept, epoll_ctl, epoll_wait, linger_reset, recv_into, send
+    from relay.net._sysio import (
+        accept,
+        connect,
+        epoll_ctl,
+        epoll_wait,
+        linger_reset,
+        recv_into,
+        send,
+    )
 except ImportError:
 
     def recv_into(fd: int, buffer: memoryview | bytearray, /) -> int:
@@ -84,8 +133,11 @@ except ImportError:
 
     _LINGER_RESET: Final = struct.pack("ii", 1, 0)  # struct linger: l_onoff 1, l_linger 0
 
-    def linger_reset(sock: _socket.socket, fd: int, /) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    def linger_reset(sock: Sock, fd: int, /) -> None:
+        # (every socket is a socket.socket here: connect below makes them)
+        cast(_socket.socket, sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+    connect = socket_connect
 
     NATIVE = False
 else:

@@ -363,3 +363,161 @@ def test_the_c_calls_never_wait_on_a_blocking_socket():
         signal.signal(signal.SIGALRM, old)
         a.close()
         b.close()
+
+
+# -- connect: a backend's socket ------------------------------------------------------------
+
+
+def _connect(listening):
+    """sysio.connect to `listening`, and the server side once it is accepted."""
+    sock, err = sysio.connect(socket.AF_INET, listening.getsockname())
+    assert err in (0, errno.EINPROGRESS)
+    select.select([], [sock.fileno()], [], 5.0)  # (bounded; loopback connects at once)
+    server, _ = listening.accept()
+    return sock, server
+
+
+def test_connect_gives_a_non_blocking_nodelay_socket_as_socket_connect_ex_would(listening):
+    sock, server = _connect(listening)
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert os.get_blocking(sock.fileno()) is False
+        assert os.get_inheritable(sock.fileno()) is False  # close-on-exec, as socket.socket
+        assert server.getpeername()[0] == "127.0.0.1"
+        assert sock.send(b"ping") == 4
+        assert server.recv(8) == b"ping"
+        server.sendall(b"pong")
+        time.sleep(0.05)
+        assert sysio.recv_into(sock.fileno(), buf := bytearray(8)) == 4 and buf[:4] == b"pong"
+        sock.shutdown(socket.SHUT_WR)
+        assert server.recv(8) == b""  # the FIN
+    finally:
+        sock.close()
+        server.close()
+
+
+def test_connect_to_a_closed_port_reports_the_refusal():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port))
+        try:
+            if err == errno.EINPROGRESS:
+                select.select([], [sock.fileno()], [], 5.0)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            assert err == errno.ECONNREFUSED
+        finally:
+            sock.close()
+
+
+def test_connect_over_ipv6_with_and_without_flowinfo_and_scope():
+    try:
+        server = socket.socket(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 here")
+    with server:
+        server.bind(("::1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        for address in (("::1", port), ("::1", port, 0, 0)):
+            sock, err = sysio.connect(socket.AF_INET6, address)
+            try:
+                assert err in (0, errno.EINPROGRESS)
+                select.select([], [sock.fileno()], [], 5.0)
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                accepted, peer = server.accept()
+                accepted.close()
+                assert peer[0] == "::1"
+            finally:
+                sock.close()
+
+
+@pytest.mark.parametrize("family, address, error", [
+    (socket.AF_INET, ("127.0.0.1", 70000), OverflowError),
+    (socket.AF_INET, ("127.0.0.1", -1), OverflowError),
+    (socket.AF_INET, "127.0.0.1:80", TypeError),
+    (socket.AF_INET, ("127.0.0.1",), TypeError),
+    (socket.AF_INET6, ("::1", 80, 1 << 20, 0), OverflowError),  # flowinfo: 20 bits
+])
+def test_connect_refuses_a_bad_address_and_leaves_no_socket(family, address, error):
+    """The socket made before the address was read is closed, not left to the collector (the
+    fallback closed it only on OSError: a TypeError left it open, with a ResourceWarning)."""
+    import gc
+    import warnings
+
+    before = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            sysio.connect(family, address)
+        except error:
+            pass
+        else:
+            pytest.fail(f"{address!r} was taken")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.skipif(not sysio.NATIVE, reason="the fallback's connect_ex resolves a name")
+def test_the_c_connect_takes_numeric_addresses_only():
+    """Names are resolved off the loop (relay/net/resolve.py) before any connect: a name here
+    is a bug, refused at once (the socket module would resolve it, blocking the loop). What
+    the socket module lets through (a bytes host, a flowinfo it truncates to 32 bits) is
+    refused too: relay's addresses come from getaddrinfo, str and in range."""
+    with pytest.raises(ValueError):
+        sysio.connect(socket.AF_INET, ("localhost", 80))
+    with pytest.raises(TypeError):
+        sysio.connect(socket.AF_INET, (b"127.0.0.1", 80))
+    with pytest.raises(OverflowError):
+        sysio.connect(socket.AF_INET6, ("::1", 80, 1 << 40, 0))
+    with pytest.raises(OSError):
+        sysio.connect(socket.AF_UNIX, ("127.0.0.1", 80))
+
+
+def test_a_closed_socket_says_so_and_a_second_close_does_nothing(listening):
+    sock, server = _connect(listening)
+    server.close()
+    sock.close()
+    assert sock.fileno() == -1
+    sock.close()
+    for call in (lambda: sock.send(b"x"), lambda: sock.shutdown(socket.SHUT_WR),
+                 lambda: sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)):
+        with pytest.raises(OSError) as raised:
+            call()
+        assert raised.value.errno == errno.EBADF
+
+
+def test_a_send_to_a_reset_peer_raises_and_the_process_lives(listening):
+    sock, server = _connect(listening)
+    sysio.linger_reset(server, server.fileno())
+    server.close()
+    time.sleep(0.05)
+    try:
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            for _ in range(3):  # the first may be taken before the reset is seen
+                sock.send(b"x")
+                time.sleep(0.05)
+    finally:
+        sock.close()
+
+
+def test_an_unclosed_socket_warns_and_its_fd_is_closed(listening):
+    import gc
+    import warnings
+
+    sock, server = _connect(listening)
+    fd = sock.fileno()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del sock
+        gc.collect()
+    try:
+        assert any(issubclass(w.category, ResourceWarning) for w in caught)
+        with pytest.raises(OSError) as raised:
+            os.fstat(fd)  # (nothing else opened a file in between)
+        assert raised.value.errno == errno.EBADF
+        assert server.recv(8) == b""  # the peer saw it go
+    finally:
+        server.close()
