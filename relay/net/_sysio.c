@@ -150,7 +150,243 @@ ipv4_text(const struct in_addr *addr, char *out)
     return p - out;
 }
 
-/* accept(sock, fd) -> (fd, host, port) | None: accept4(2) on the listening socket whose
+/* ---- Socket: a session's socket that is only its number -----------------------------------
+ *
+ * What relay does with a client's or a backend's socket (fileno, getsockopt SO_ERROR, recv
+ * of a PROXY header, send of one, getsockname, shutdown, close), as the socket module's
+ * methods of the same names, none of which waits. Made by accept() and connect() below:
+ * making a socket.socket costs a getsockname(2) (the socket module checks a number it is
+ * given) or a release of the GIL around socket(2), and its connect_ex parses the address
+ * tuple, runs an audit hook and releases the GIL again, as do its shutdown and close. Like
+ * socket.socket, one left unclosed warns (ResourceWarning) and is closed when it goes. */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;  /* -1 once closed */
+} SocketObject;
+
+static PyTypeObject Socket_Type;
+
+static void
+socket_finalize(PyObject *self)
+{
+    SocketObject *s = (SocketObject *)self;
+    PyObject *type, *value, *traceback;
+
+    if (s->fd < 0)
+        return;
+    int saved = errno;  /* (a finalizer runs anywhere: between a call and its errno read) */
+    PyErr_Fetch(&type, &value, &traceback);
+    if (PyErr_ResourceWarning(self, 1, "unclosed %R", self) &&
+            PyErr_ExceptionMatches(PyExc_Warning))
+        PyErr_WriteUnraisable(self);  /* (-W error made the warning an exception) */
+    if (s->fd >= 0)  /* (the warning's handler may have closed it) */
+        (void)close(s->fd);
+    s->fd = -1;
+    PyErr_Restore(type, value, traceback);
+    errno = saved;
+}
+
+static void
+socket_dealloc(PyObject *self)
+{
+    if (PyObject_CallFinalizerFromDealloc(self) < 0)
+        return;  /* resurrected by the warning's handler */
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* a new Socket owning fd, or NULL (fd closed) */
+static PyObject *
+socket_from_fd(int fd)
+{
+    SocketObject *sock = PyObject_New(SocketObject, &Socket_Type);
+
+    if (sock == NULL) {
+        (void)close(fd);
+        return NULL;
+    }
+    sock->fd = fd;
+    return (PyObject *)sock;
+}
+
+/* drop a Socket nobody else holds (an error path): closed first, no ResourceWarning */
+static void
+socket_discard(PyObject *sock)
+{
+    SocketObject *s = (SocketObject *)sock;
+
+    if (s->fd >= 0)
+        (void)close(s->fd);
+    s->fd = -1;
+    Py_DECREF(sock);
+}
+
+static PyObject *
+socket_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<relay.net._sysio.Socket fd=%d>", ((SocketObject *)self)->fd);
+}
+
+static PyObject *
+socket_fileno(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(((SocketObject *)self)->fd);
+}
+
+/* close(): as socket.close(): a second close does nothing; ECONNRESET is not an error */
+static PyObject *
+socket_close(PyObject *self, PyObject *unused)
+{
+    SocketObject *s = (SocketObject *)self;
+    int fd = s->fd;
+
+    if (fd >= 0) {
+        s->fd = -1;
+        if (close(fd) < 0 && errno != ECONNRESET && errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+socket_shutdown(PyObject *self, PyObject *arg)
+{
+    int how;
+
+    if (int_arg(arg, -1, &how) < 0)
+        return NULL;
+    if (shutdown(((SocketObject *)self)->fd, how) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* getsockopt(level, option) -> int */
+static PyObject *
+socket_getsockopt(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int level, option, value = 0;
+    socklen_t size = (socklen_t)sizeof(value);
+
+    if (want_args(nargs, 2, "getsockopt") < 0 || int_arg(args[0], -1, &level) < 0 ||
+            int_arg(args[1], -1, &option) < 0)
+        return NULL;
+    if (getsockopt(((SocketObject *)self)->fd, level, option, &value, &size) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(value);
+}
+
+/* send(data) -> int: as sysio.send on this socket's number (closed: EBADF, as socket.send) */
+static PyObject *
+socket_send(PyObject *self, PyObject *arg)
+{
+    return transfer_fd(((SocketObject *)self)->fd, arg, 0);
+}
+
+/* recv(size[, flags]) -> bytes: recv(2) with MSG_DONTWAIT added; b"" at EOF */
+static PyObject *
+socket_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long size;
+    int flags = 0;
+    ssize_t n;
+    PyObject *data;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "recv() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    size = PyLong_AsLong(args[0]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    if (size < 0 || size > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    if (nargs == 2 && int_arg(args[1], -1, &flags) < 0)
+        return NULL;
+    if (size == 0)  /* as socket.recv(0): b"", where recv(2) on an empty socket says EAGAIN */
+        return PyBytes_FromStringAndSize(NULL, 0);
+    data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (data == NULL)
+        return NULL;
+    for (;;) {
+        n = recv(((SocketObject *)self)->fd, PyBytes_AS_STRING(data), (size_t)size,
+                 flags | MSG_DONTWAIT);
+        if (n >= 0 || errno != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+    }
+    if (n < 0) {
+        int saved = errno;
+        Py_DECREF(data);
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n != size)
+        _PyBytes_Resize(&data, (Py_ssize_t)n);  /* (NULL with an error set if it failed) */
+    return data;
+}
+
+/* getsockname() -> (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6, as
+ * socket.getsockname() */
+static PyObject *
+socket_getsockname(PyObject *self, PyObject *unused)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = (socklen_t)sizeof(ss);
+    char text[INET6_ADDRSTRLEN + 1];
+
+    if (getsockname(((SocketObject *)self)->fd, (struct sockaddr *)&ss, &len) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        Py_ssize_t size = ipv4_text(&sin->sin_addr, text);
+        text[size] = '\0';
+        return Py_BuildValue("(si)", text, (int)ntohs(sin->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siII)", text, (int)ntohs(sin6->sin6_port),
+                             (unsigned)ntohl(sin6->sin6_flowinfo),
+                             (unsigned)sin6->sin6_scope_id);
+    }
+    errno = EAFNOSUPPORT;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static PyMethodDef socket_methods[] = {
+    {"fileno", socket_fileno, METH_NOARGS, "fileno() -> int: the number, -1 once closed."},
+    {"close", socket_close, METH_NOARGS, "close() -> None: close(2), once."},
+    {"shutdown", socket_shutdown, METH_O, "shutdown(how) -> None: shutdown(2)."},
+    {"getsockopt", (PyCFunction)(void (*)(void))socket_getsockopt, METH_FASTCALL,
+     "getsockopt(level, option) -> int: getsockopt(2) of an int option."},
+    {"send", socket_send, METH_O,
+     "send(data) -> int: send(2) with MSG_NOSIGNAL and MSG_DONTWAIT; bytes taken."},
+    {"recv", (PyCFunction)(void (*)(void))socket_recv, METH_FASTCALL,
+     "recv(size[, flags]) -> bytes: recv(2) with MSG_DONTWAIT; b'' at EOF."},
+    {"getsockname", socket_getsockname, METH_NOARGS,
+     "getsockname() -> (host, port[, flowinfo, scope_id]): the local address."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Socket_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "relay.net._sysio.Socket",
+    .tp_basicsize = sizeof(SocketObject),
+    .tp_dealloc = socket_dealloc,
+    .tp_repr = socket_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A session's TCP socket as its number (made by accept() and connect()).",
+    .tp_methods = socket_methods,
+    .tp_finalize = socket_finalize,
+};
+
+/* accept(sock, fd) -> (Socket, host, port) | None: accept4(2) on the listening socket whose
  * number is fd (sock is for the Python fallback); None when no client is waiting (EAGAIN:
  * no exception built per wake-up). The new socket is non-blocking and close-on-exec. host
  * is the peer's address as text, as socket.accept() gives it ("" for a family other than
@@ -164,7 +400,7 @@ sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     char text[INET6_ADDRSTRLEN + 1];
     Py_ssize_t size = 0;
     unsigned port = 0;
-    PyObject *result;
+    PyObject *sock, *result;
 
     if (want_args(nargs, 2, "accept") < 0 || fd_arg(args[1], &fd) < 0)
         return NULL;
@@ -191,17 +427,23 @@ sysio_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             size = (Py_ssize_t)strlen(text);
         port = ntohs(sin6->sin6_port);
     }
+    sock = socket_from_fd(client);  /* (NULL: client closed) */
+    if (sock == NULL)
+        return NULL;
     result = PyTuple_New(3);
     if (result != NULL) {
-        PyObject *items[3] = {PyLong_FromLong(client), PyUnicode_DecodeASCII(text, size, NULL),
+        PyObject *items[3] = {sock, PyUnicode_DecodeASCII(text, size, NULL),
                               PyLong_FromUnsignedLong(port)};
         for (int i = 0; i < 3; i++)
             PyTuple_SET_ITEM(result, i, items[i]);  /* (a NULL item: dropped below) */
-        if (items[0] == NULL || items[1] == NULL || items[2] == NULL)
+        if (items[1] == NULL || items[2] == NULL) {
+            Py_INCREF(sock);
             Py_CLEAR(result);
+            socket_discard(sock);
+        }
+    } else {
+        socket_discard(sock);
     }
-    if (result == NULL)
-        close(client);  /* nobody else holds it */
     return result;
 }
 
@@ -336,139 +578,15 @@ sysio_linger_reset(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* ---- Socket: a backend socket that is only its number ----------------------------------
- *
- * What a session and a pending connect do with their backend's socket (fileno, getsockopt
- * SO_ERROR, send of a PROXY header, shutdown, close), as the socket module's methods of the
- * same names, none of which waits. Made by connect() below: making a socket.socket costs a
- * getsockname(2) (the socket module checks a number it is given) or a release of the GIL
- * around socket(2), and its connect_ex parses the address tuple, runs an audit hook and
- * releases the GIL again. Like socket.socket, one left unclosed warns (ResourceWarning) and
- * is closed when it goes. */
-
-typedef struct {
-    PyObject_HEAD
-    int fd;  /* -1 once closed */
-} SocketObject;
-
-static PyTypeObject Socket_Type;
-
-static void
-socket_finalize(PyObject *self)
-{
-    SocketObject *s = (SocketObject *)self;
-    PyObject *type, *value, *traceback;
-
-    if (s->fd < 0)
-        return;
-    PyErr_Fetch(&type, &value, &traceback);
-    if (PyErr_ResourceWarning(self, 1, "unclosed %R", self) &&
-            PyErr_ExceptionMatches(PyExc_Warning))
-        PyErr_WriteUnraisable(self);  /* (-W error made the warning an exception) */
-    (void)close(s->fd);
-    s->fd = -1;
-    PyErr_Restore(type, value, traceback);
-}
-
-static void
-socket_dealloc(PyObject *self)
-{
-    if (PyObject_CallFinalizerFromDealloc(self) < 0)
-        return;  /* resurrected by the warning's handler */
-    Py_TYPE(self)->tp_free(self);
-}
-
-static PyObject *
-socket_repr(PyObject *self)
-{
-    return PyUnicode_FromFormat("<relay.net._sysio.Socket fd=%d>", ((SocketObject *)self)->fd);
-}
-
-static PyObject *
-socket_fileno(PyObject *self, PyObject *unused)
-{
-    return PyLong_FromLong(((SocketObject *)self)->fd);
-}
-
-/* close(): as socket.close(): a second close does nothing; ECONNRESET is not an error */
-static PyObject *
-socket_close(PyObject *self, PyObject *unused)
-{
-    SocketObject *s = (SocketObject *)self;
-    int fd = s->fd;
-
-    if (fd >= 0) {
-        s->fd = -1;
-        if (close(fd) < 0 && errno != ECONNRESET && errno != EINTR)
-            return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-socket_shutdown(PyObject *self, PyObject *arg)
-{
-    int how;
-
-    if (int_arg(arg, -1, &how) < 0)
-        return NULL;
-    if (shutdown(((SocketObject *)self)->fd, how) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    Py_RETURN_NONE;
-}
-
-/* getsockopt(level, option) -> int */
-static PyObject *
-socket_getsockopt(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    int level, option, value = 0;
-    socklen_t size = (socklen_t)sizeof(value);
-
-    if (want_args(nargs, 2, "getsockopt") < 0 || int_arg(args[0], -1, &level) < 0 ||
-            int_arg(args[1], -1, &option) < 0)
-        return NULL;
-    if (getsockopt(((SocketObject *)self)->fd, level, option, &value, &size) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromLong(value);
-}
-
-/* send(data) -> int: as sysio.send on this socket's number (closed: EBADF, as socket.send) */
-static PyObject *
-socket_send(PyObject *self, PyObject *arg)
-{
-    return transfer_fd(((SocketObject *)self)->fd, arg, 0);
-}
-
-static PyMethodDef socket_methods[] = {
-    {"fileno", socket_fileno, METH_NOARGS, "fileno() -> int: the number, -1 once closed."},
-    {"close", socket_close, METH_NOARGS, "close() -> None: close(2), once."},
-    {"shutdown", socket_shutdown, METH_O, "shutdown(how) -> None: shutdown(2)."},
-    {"getsockopt", (PyCFunction)(void (*)(void))socket_getsockopt, METH_FASTCALL,
-     "getsockopt(level, option) -> int: getsockopt(2) of an int option."},
-    {"send", socket_send, METH_O,
-     "send(data) -> int: send(2) with MSG_NOSIGNAL and MSG_DONTWAIT; bytes taken."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject Socket_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "relay.net._sysio.Socket",
-    .tp_basicsize = sizeof(SocketObject),
-    .tp_dealloc = socket_dealloc,
-    .tp_repr = socket_repr,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A backend's TCP socket as its number (made by connect()).",
-    .tp_methods = socket_methods,
-    .tp_finalize = socket_finalize,
-};
-
 /* a numeric address tuple, as socket.connect_ex takes it for AF_INET (host, port) and
- * AF_INET6 (host, port[, flowinfo, scope_id]; a "%zone" suffix of host is left to scope_id),
- * into *addr; its length or -1 */
+ * AF_INET6 (host, port[, flowinfo[, scope_id]]; a "%zone" suffix of an IPv6 host is left to
+ * scope_id, as the socket module does), into *addr; its length or -1 with an exception set:
+ * OSError (EINVAL) for a host that is not a numeric address (relay connects to addresses
+ * relay.net.resolve found, never to names: resolving here would block the loop) */
 static socklen_t
 sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
 {
-    Py_ssize_t n;
+    Py_ssize_t n, length = 0;
     const char *host;
     char text[INET6_ADDRSTRLEN];
     const char *zone;
@@ -481,7 +599,7 @@ sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
         return (socklen_t)-1;
     }
     host = PyUnicode_Check(PyTuple_GET_ITEM(tuple, 0)) ?
-        PyUnicode_AsUTF8(PyTuple_GET_ITEM(tuple, 0)) : NULL;
+        PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(tuple, 0), &length) : NULL;
     if (host == NULL) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "connect(): the host must be a str");
@@ -495,9 +613,11 @@ sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
         PyErr_SetString(PyExc_OverflowError, "connect(): port must be 0-65535.");
         return (socklen_t)-1;
     }
-    zone = strchr(host, '%');
-    if ((zone ? (size_t)(zone - host) : strlen(host)) >= sizeof(text)) {
-        PyErr_Format(PyExc_ValueError, "connect(): not a numeric address: %s", host);
+    zone = family == AF_INET6 ? strchr(host, '%') : NULL;
+    if ((size_t)length != strlen(host) ||  /* (an embedded NUL) */
+            (zone ? (size_t)(zone - host) : strlen(host)) >= sizeof(text)) {
+        errno = EINVAL;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, PyTuple_GET_ITEM(tuple, 0));
         return (socklen_t)-1;
     }
     memcpy(text, host, zone ? (size_t)(zone - host) : strlen(host) + 1);
@@ -512,17 +632,19 @@ sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
     } else if (family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
         unsigned long flowinfo = 0, scope_id = 0;
-        if (n == 4) {
+        if (n >= 3) {
             flowinfo = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(tuple, 2));
             if (flowinfo == (unsigned long)-1 && PyErr_Occurred())
                 return (socklen_t)-1;
+        }
+        if (n == 4) {
             scope_id = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(tuple, 3));
             if (scope_id == (unsigned long)-1 && PyErr_Occurred())
                 return (socklen_t)-1;
-            if (flowinfo > 0xfffff || scope_id > UINT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "connect(): flowinfo or scope_id out of range");
-                return (socklen_t)-1;
-            }
+        }
+        if (flowinfo > 0xfffff || scope_id > UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "connect(): flowinfo or scope_id out of range");
+            return (socklen_t)-1;
         }
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
@@ -535,7 +657,8 @@ sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
         return (socklen_t)-1;
     }
     if (inet_pton(family, text, dst) != 1) {
-        PyErr_Format(PyExc_ValueError, "connect(): not a numeric address: %s", host);
+        errno = EINVAL;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, PyTuple_GET_ITEM(tuple, 0));
         return (socklen_t)-1;
     }
     return family == AF_INET ? (socklen_t)sizeof(struct sockaddr_in)
@@ -551,8 +674,7 @@ sysio_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int family, fd, err = 0, one = 1, saved;
     struct sockaddr_storage addr;
     socklen_t size;
-    SocketObject *sock;
-    PyObject *code, *result;
+    PyObject *sock, *code, *result;
 
     if (want_args(nargs, 2, "connect") < 0 || int_arg(args[0], -1, &family) < 0)
         return NULL;
@@ -578,20 +700,17 @@ sysio_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
-    sock = PyObject_New(SocketObject, &Socket_Type);
-    if (sock == NULL) {
-        (void)close(fd);
+    sock = socket_from_fd(fd);
+    if (sock == NULL)
         return NULL;
-    }
-    sock->fd = fd;
     code = PyLong_FromLong(err);
     result = code == NULL ? NULL : PyTuple_New(2);
     if (result == NULL) {
         Py_XDECREF(code);
-        Py_DECREF(sock);  /* (closes fd, with a ResourceWarning: out of memory anyway) */
+        socket_discard(sock);
         return NULL;
     }
-    PyTuple_SET_ITEM(result, 0, (PyObject *)sock);
+    PyTuple_SET_ITEM(result, 0, sock);
     PyTuple_SET_ITEM(result, 1, code);
     return result;
 }
@@ -602,7 +721,8 @@ static PyMethodDef sysio_methods[] = {
     {"send", (PyCFunction)(void (*)(void))sysio_send, METH_FASTCALL,
      "send(fd, data) -> int: send(2) with MSG_NOSIGNAL on a non-blocking socket."},
     {"accept", (PyCFunction)(void (*)(void))sysio_accept, METH_FASTCALL,
-     "accept(sock, fd) -> (fd, host, port) | None: accept4(2), the new socket non-blocking."},
+     "accept(sock, fd) -> (Socket, host, port) | None: accept4(2), the new socket "
+     "non-blocking."},
     {"epoll_ctl", (PyCFunction)(void (*)(void))sysio_epoll_ctl, METH_FASTCALL,
      "epoll_ctl(epoll, epfd, op, fd, events) -> None: epoll_ctl(2)."},
     {"epoll_wait", (PyCFunction)(void (*)(void))sysio_epoll_wait, METH_FASTCALL,
@@ -635,7 +755,8 @@ static PyModuleDef_Slot sysio_slots[] = {
 
 static struct PyModuleDef sysio_module = {
     PyModuleDef_HEAD_INIT, "relay.net._sysio",
-    "The copy path's and the accept loop's system calls (see relay/net/sysio.py).",
+    "The copy path's, the accept loop's and the backend connect's system calls "
+    "(see relay/net/sysio.py).",
     0, sysio_methods, sysio_slots, NULL, NULL, NULL,
 };
 

@@ -8,7 +8,6 @@ slots shared by the checks due close together: check_at).
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 import random
@@ -20,16 +19,16 @@ from relay.config.model import BackendConfig, HealthConfig
 from relay.core.connect_error import detail
 from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
-from relay.net.connect import reset_on_close
+from relay.net.connect import reset_on_close, start_connect
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 from relay.net.resolve import SockAddr
+from relay.net.sysio import Sock
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 MAX_REPLY = 4096  # bytes a check reads at most
 _SOL_SOCKET = socket.SOL_SOCKET
-_STREAM_NONBLOCK = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 
 
 class Checked(Protocol):
@@ -69,7 +68,8 @@ class Checker(Handler):
         self.on_result = on_result
         self.backend = backend
         self.config = config
-        self.sock: _socket.socket | None = None
+        self.sock: Sock | None = None
+        self.peer: tuple[str, int] = ("", 0)  # the address the check's socket connects to
         self.timer: Timer | None = None
         self.deadline: Timer | None = None
         self.connected = False
@@ -122,13 +122,13 @@ class Checker(Handler):
         self.connected = False
         self.reply = b""
         target = self.backend.target
-        try:  # not connect.start_connect: a check sends a few bytes once, no TCP_NODELAY
-            sock = _socket.socket(target.family, _STREAM_NONBLOCK)
+        try:  # (as a session's: TCP_NODELAY too, set in the same C call, relay/net/sysio.py)
+            sock, err = start_connect(target)
         except OSError as exc:
             self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
             return
         self.sock = sock
-        err = sock.connect_ex(target.sockaddr)
+        self.peer = (target.sockaddr[0], target.sockaddr[1])
         if err not in (0, errno.EINPROGRESS):
             self._done(False, detail(err))
             return
@@ -180,15 +180,16 @@ class Checker(Handler):
         self.reply += data
         self._judge(eof=not data)
 
-    def _proxy_header(self, sock: _socket.socket) -> bytes:
-        """v2: LOCAL (relay speaks for itself); v1 has no LOCAL, so the check's own addresses."""
+    def _proxy_header(self, sock: Sock) -> bytes:
+        """v2: LOCAL (relay speaks for itself); v1 has no LOCAL, so the check's own addresses
+        (the peer: the address it connected to)."""
         if self.proxy == "v2":
             return encode_v2(None, None)
         try:
-            local, peer = sock.getsockname(), sock.getpeername()
+            local = sock.getsockname()
         except OSError:
             return b"PROXY UNKNOWN\r\n"
-        return encode_v1((local[0], local[1]), (peer[0], peer[1]))
+        return encode_v1((local[0], local[1]), self.peer)
 
     def _judge(self, eof: bool) -> None:
         if self.config.kind == "send_expect":

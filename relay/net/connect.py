@@ -8,7 +8,6 @@ reused fd number, or an error the kernel reports with the writable edge).
 
 from __future__ import annotations
 
-import _socket
 import errno
 import socket
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
@@ -38,9 +37,6 @@ _COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLHUP | EPOLLERR
 _linger_reset: Final = sysio.linger_reset
 _connect: Final = sysio.connect
-_STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-# the C socket type, bound once (compiled code looked it up in the module per connection)
-SOCKET: Final = _socket.socket
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
 _ECONNREFUSED: Final = errno.ECONNREFUSED

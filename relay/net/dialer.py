@@ -13,6 +13,7 @@ import errno
 from typing import TYPE_CHECKING, Final, Protocol
 
 from relay.core.dial import Connect, DialPlan, Step, Wait
+from relay.net.accept import RESOURCE_ERRORS
 from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
 from relay.net.session import Dialed, End
@@ -97,7 +98,8 @@ class Dial:
         try:
             sock, err = self.listener.start_connect(backend.target)
         except OSError as exc:  # no socket to be had: a local shortage, not the backend's fault
-            self.listener.out_of_fds(exc)
+            if exc.errno in RESOURCE_ERRORS:
+                self.listener.out_of_fds(exc)
             session.close("local_error")
             return
         if err and err != _EINPROGRESS:

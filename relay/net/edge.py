@@ -13,7 +13,6 @@ the counts, never a line per client.
 
 from __future__ import annotations
 
-import _socket
 import array
 import fcntl
 import socket
@@ -36,6 +35,7 @@ from relay.core.proxy_header import (
 from relay.logs import log
 from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLRDHUP, Reactor
+from relay.net.sysio import Sock
 
 if TYPE_CHECKING:
     from relay.net.timers import Timer
@@ -83,7 +83,7 @@ class Edge:
         return None
 
 
-def reset_and_close(sock: _socket.socket) -> None:
+def reset_and_close(sock: Sock) -> None:
     """Refuse a client with RST: nothing it could read as an answer."""
     reset_on_close(sock, sock.fileno())
     sock.close()
@@ -99,9 +99,9 @@ class HeaderSink(Protocol):
     @property
     def edge(self) -> Edge: ...
 
-    def header_read(self, client: _socket.socket, source: tuple[str, int],
+    def header_read(self, client: Sock, source: tuple[str, int],
                     destination: tuple[str, int] | None) -> None: ...
-    def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None: ...
+    def header_failed(self, client: Sock, addr: tuple[str, int], reason: str) -> None: ...
 
 
 class HeaderReader:
@@ -109,7 +109,7 @@ class HeaderReader:
 
     __slots__ = ("addr", "client", "fd", "listener", "need", "timer")
 
-    def __init__(self, listener: HeaderSink, client: _socket.socket, addr: tuple[str, int]) -> None:
+    def __init__(self, listener: HeaderSink, client: Sock, addr: tuple[str, int]) -> None:
         self.listener = listener
         self.client = client
         self.addr = addr

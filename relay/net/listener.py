@@ -3,7 +3,6 @@ and opens a Session for each client, whose Dial (relay/net/dialer.py) connects i
 
 from __future__ import annotations
 
-import _socket
 import socket
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
@@ -14,7 +13,7 @@ from relay.net import sysio
 from relay.net.accept import RESOURCE_ERRORS, AcceptPause
 from relay.net.backends import BackendGroup
 from relay.net.buffers import BufferPool
-from relay.net.connect import SOCKET, start_connect
+from relay.net.connect import start_connect
 from relay.net.counts import (
     ACCEPTED,
     DOWN,
@@ -41,7 +40,6 @@ from relay.net.splice import PipePool
 from relay.net.sysio import Sock
 
 ACCEPT_BATCH: Final = 64  # clients accepted per wake-up before other work gets a turn
-_STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 _accept: Final = sysio.accept
 
 
@@ -103,7 +101,6 @@ class Listener(SessionHost):
         self.idle = server.idle
         self.use_splice = server.use_splice
         self.sock: socket.socket | None = None
-        self._family = 0
         self._fd = -1  # the listening socket's number
         self.bound = ""
         self.accepting = False
@@ -142,7 +139,6 @@ class Listener(SessionHost):
         """Accept on `sock` from now on (a reload may move the listener); the old socket closes."""
         self.close()
         self.sock, self.bound, self.address = sock, bound, address
-        self._family = int(sock.family)
         self._fd = sock.fileno()
         self.pause.paused = False
         self.accepting = accept
@@ -193,15 +189,14 @@ class Listener(SessionHost):
                 continue  # ECONNABORTED, EPROTO...: that client is gone, the next may not be
             if got is None:
                 return  # no one else waiting
-            cfd, host, port = got  # (cfd non-blocking already)
+            client, host, port = got  # (non-blocking already)
             self.pause.logged = False
-            # the C socket type: none of the Python-level socket.socket wrapper's costs
-            self._admit(SOCKET(self._family, _STREAM_NONBLOCK, 0, cfd), cfd, (host, port))
+            self._admit(client, client.fileno(), (host, port))
 
     def on_crash(self, exc: BaseException) -> None:
         pass  # the accept loop keeps no per-client state to clean
 
-    def _admit(self, client: _socket.socket, fd: int, addr: tuple[str, int]) -> None:
+    def _admit(self, client: Sock, fd: int, addr: tuple[str, int]) -> None:
         add(self.counts, ACCEPTED, 1)
         census = self.census
         if self.clients >= self.config.max_connections or census.clients >= census.max_connections:
@@ -222,7 +217,7 @@ class Listener(SessionHost):
         census.clients += 1
         self._open(client, fd, addr, origin)
 
-    def _open(self, client: _socket.socket, fd: int, addr: tuple[str, int],
+    def _open(self, client: Sock, fd: int, addr: tuple[str, int],
               origin: Origin | None) -> None:
         session = Session(self, client, fd, addr, origin)
         self.census.sessions.add(session)
@@ -230,7 +225,7 @@ class Listener(SessionHost):
             log.debug("session_open", listener=self.name, client=session.client_addr)
         Dial(self, session).start()
 
-    def _admitted(self, client: _socket.socket, source: tuple[str, int],
+    def _admitted(self, client: Sock, source: tuple[str, int],
                   destination: tuple[str, int] | None) -> Origin | None:
         """allow/deny and the per-source limit, for the client's own address or the one a
         trusted PROXY header gave; None (the client reset and counted) when refused."""
@@ -240,12 +235,12 @@ class Listener(SessionHost):
             return None
         return Origin(source, destination, bool(self.edge.limit.maximum))
 
-    def _reject(self, client: _socket.socket, reason: str, detail: str) -> None:
+    def _reject(self, client: Sock, reason: str, detail: str) -> None:
         self.rejected[reason] += 1
         log_rejections(self.name, self.edge, self.reactor.now, reason, detail)
         reset_and_close(client)
 
-    def header_read(self, client: _socket.socket, source: tuple[str, int],
+    def header_read(self, client: Sock, source: tuple[str, int],
                     destination: tuple[str, int] | None) -> None:
         """A trusted client's PROXY header is in: from here on it is the client it names."""
         origin = self._admitted(client, source, destination)
@@ -255,7 +250,7 @@ class Listener(SessionHost):
             return
         self._open(client, client.fileno(), source, origin)
 
-    def header_failed(self, client: _socket.socket, addr: tuple[str, int], reason: str) -> None:
+    def header_failed(self, client: Sock, addr: tuple[str, int], reason: str) -> None:
         self.clients -= 1
         self.census.clients -= 1
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")

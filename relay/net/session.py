@@ -9,11 +9,10 @@ nowhere to go": the kernel's socket buffers fill and TCP's window closes.
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 import socket
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -353,7 +352,7 @@ class Session(Dialed):
     __slots__ = ("__weakref__", "cause", "client", "down", "idle_slot", "last_active", "listener",
                  "origin", "peer", "reactor", "scheduled", "server_end", "state", "up")
 
-    def __init__(self, listener: SessionHost, client: _socket.socket, fd: int,
+    def __init__(self, listener: SessionHost, client: Sock, fd: int,
                  peer: tuple[str, int], origin: Origin | None = None) -> None:
         self.listener = listener
         self.origin = origin
@@ -403,13 +402,12 @@ class Session(Dialed):
         origin = self.origin
         header = b""
         try:
-            client = cast(_socket.socket, self.client.sock)  # (always: the listener's accept)
             if origin is not None:
                 source, destination = origin.source, origin.destination
             else:
-                source, destination = client.getpeername()[:2], None
+                source, destination = self.peer, None  # (as accept gave it: no getpeername)
             if destination is None:
-                destination = client.getsockname()[:2]
+                destination = self.client.sock.getsockname()[:2]
             if self.config.proxy_protocol == "v1":
                 header = encode_v1(source, destination)
             else:

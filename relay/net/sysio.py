@@ -13,8 +13,9 @@ read, or no room).
 
     recv_into(fd, buffer) -> int          recv(2); 0 at EOF
     send(fd, data) -> int                 send(2) (EPIPE, never SIGPIPE)
-    accept(sock, fd) -> (fd, host, port)  accept4(2) on sock (fd its number): the new socket
-                                          non-blocking, close-on-exec; None if none waits
+    accept(sock, fd) -> (client, host, port)    accept4(2) on sock (fd its number): the
+                                          client a Sock, non-blocking, close-on-exec; None
+                                          if none waits
     epoll_ctl(epoll, epfd, op, fd, events)          register (EPOLL_CTL_ADD) or modify
     epoll_wait(epoll, epfd, timeout, maxevents)     [(fd, events), ...], as epoll.poll()
                                           (a timeout beyond INT_MAX ms waits that long; a
@@ -23,10 +24,10 @@ read, or no room).
     connect(family, address) -> (sock, errno)   a non-blocking TCP socket with TCP_NODELAY,
                                           its connect(2) started (errno 0, EINPROGRESS, or
                                           why it failed at once: as socket.connect_ex);
-                                          OSError only when no socket could be made. sock
-                                          is a Sock: in C a bare number with the socket
-                                          methods a backend's socket needs, in the fallback
-                                          a socket.socket
+                                          OSError only when no socket could be made
+
+A Sock (what accept and connect make) is, in C, a bare number with the socket methods relay
+uses on a session's sockets; in the fallback a socket.socket.
 
 Where a call takes an object and its number (a socket, a select.epoll), the C version uses
 the number and the fallback the object.
@@ -48,8 +49,8 @@ __all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "Sock", 
 
 
 class Sock(Protocol):
-    """What relay does with a backend's socket (a client's is a socket.socket, which has
-    these too): the C connect's Socket, or the fallback's socket.socket."""
+    """What relay does with a session's sockets, the client's and the backend's: the C
+    accept's and connect's Socket, or the fallback's socket.socket."""
 
     def fileno(self) -> int: ...
 
@@ -60,6 +61,10 @@ class Sock(Protocol):
     def getsockopt(self, level: int, option: int, /) -> int: ...
 
     def send(self, data: bytes, /) -> int: ...
+
+    def recv(self, size: int, flags: int = 0, /) -> bytes: ...
+
+    def getsockname(self) -> tuple[str, int] | tuple[str, int, int, int]: ...
 
 
 EPOLL_CTL_ADD: Final = 1  # <sys/epoll.h> (Linux); the select module does not export these
@@ -103,17 +108,18 @@ except ImportError:
 
     send = os.write  # (Python ignores SIGPIPE: EPIPE, as MSG_NOSIGNAL gives)
 
-    def accept(sock: _socket.socket, fd: int, /) -> tuple[int, str, int] | None:
+    def accept(sock: _socket.socket, fd: int, /) -> tuple[Sock, str, int] | None:
         try:
             client, addr = sock._accept()  # type: ignore[attr-defined]
         except BlockingIOError:
             return None
         try:
             os.set_blocking(client, False)
-        except OSError:
+            conn = _socket.socket(sock.family, _STREAM_NONBLOCK, 0, client)
+        except BaseException:
             os.close(client)
             raise
-        return client, addr[0], addr[1]  # (IPv6's flowinfo and scope_id dropped)
+        return conn, addr[0], addr[1]  # (IPv6's flowinfo and scope_id dropped)
 
     def epoll_ctl(epoll: select.epoll, epfd: int, op: int, fd: int, events: int, /) -> None:
         if op == EPOLL_CTL_ADD:

@@ -411,3 +411,34 @@ def test_checks_send_the_header_when_asked(start_relay: Any, version: str,
             1 if send_proxy else 0)
     finally:
         server.close()
+
+
+def test_a_v1_check_header_names_the_checks_own_address_and_the_backends(
+        start_relay: Any) -> None:
+    """v1 has no LOCAL: a check's header gives its own socket's address as the source and
+    the backend's as the destination, as the backend sees the connection."""
+    seen: list[tuple[bytes, str]] = []
+
+    def backend(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        local, peer = conn.getsockname(), conn.getpeername()
+        seen.append((read_header(conn),
+                     f"PROXY TCP4 {peer[0]} {local[0]} {peer[1]} {local[1]}"))
+        while data := conn.recv(100):
+            if b"PING" in data:
+                conn.sendall(b"+PONG\r\n")
+
+    server = ThreadServer(backend)
+    try:
+        relay = start_relay(edge_listener(
+            server.port, proxy_protocol="v1",
+            health={"kind": "send_expect", "send": "PING\r\n", "expect": "+PONG",
+                    "interval": "100ms", "timeout": "500ms", "rise": 1, "fall": 1,
+                    "initial": "down", "send_proxy": True}))
+        wait_for(lambda: metric(relay, "relay_health_checks_total", 0.0, listener="edge",
+                                backend="b1", result="success") >= 2)
+        assert seen
+        for header, expected in list(seen):
+            assert header.decode() == expected
+    finally:
+        server.close()

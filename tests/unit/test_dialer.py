@@ -166,3 +166,23 @@ def test_no_hedge_timer_is_left_while_the_dial_waits_a_backoff_step():
         assert dial.wait_timer is not None and session.closed is None  # a backoff step
         live = [t for _, _, t in reactor._timers.entries if not t.cancelled]
         assert dial._start_hedge not in [t.callback for t in live]
+
+
+@pytest.mark.parametrize("err, pauses", [(errno.EMFILE, True), (errno.ENFILE, True),
+                                         (errno.EINVAL, False)])
+def test_a_connect_that_gets_no_socket_closes_the_session_and_only_a_shortage_pauses(err,
+                                                                                   pauses):
+    """No socket to be had (EMFILE...) rests every listener, as at accept; any other OSError
+    from the connect's start (an address the C connect refuses: a bug, never a client's
+    doing) closes the session without stopping the accepts."""
+    with dialing("attempts = 1\n") as (_group, _reactor, session, dial):
+        paused: list[OSError] = []
+
+        def refuse(target: SockAddr) -> tuple[socket.socket, int]:
+            raise OSError(err, "refused by the test")
+
+        session.start_connect = refuse  # type: ignore[method-assign]
+        session.out_of_fds = paused.append  # type: ignore[method-assign]
+        dial.start()
+        assert session.closed == "local_error"
+        assert [e.errno for e in paused] == ([err] if pauses else [])

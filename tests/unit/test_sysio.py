@@ -125,26 +125,37 @@ def test_a_send_to_a_closed_peer_never_raises_sigpipe():
 
 
 @pytest.mark.parametrize("source", ["127.0.0.1", "127.10.200.3", "127.255.0.99", "127.1.22.111"])
-def test_accept_gives_a_non_blocking_fd_and_the_peer_as_socket_accept_would(listening, source):
+def test_accept_gives_a_non_blocking_socket_and_the_peer_as_socket_accept_would(listening,
+                                                                                source):
     client = socket.socket()
     client.bind((source, 0))
     client.connect(listening.getsockname())
     try:
         got = sysio.accept(listening, listening.fileno())
         assert got is not None
-        fd, host, port = got
+        sock, host, port = got
         try:
+            fd = sock.fileno()
             assert (host, port) == client.getsockname()
             assert not os.get_blocking(fd)
             assert not os.get_inheritable(fd)  # close-on-exec: workers and checks don't get it
+            assert sock.getsockname() == listening.getsockname()
             client.sendall(b"hi")
+            time.sleep(0.05)
+            assert sock.recv(8, socket.MSG_PEEK) == b"hi"  # (a PROXY header's first look)
+            assert sock.recv(1) == b"h" and sock.recv(8) == b"i"
+            with pytest.raises(BlockingIOError):
+                sock.recv(8)
             accepted = socket.socket(fileno=os.dup(fd))
             try:
                 assert accepted.getpeername() == client.getsockname()
             finally:
                 accepted.close()
+            client.shutdown(socket.SHUT_WR)
+            time.sleep(0.05)
+            assert sock.recv(8) == b""  # EOF
         finally:
-            os.close(fd)
+            sock.close()
     finally:
         client.close()
 
@@ -162,9 +173,12 @@ def test_accept_an_ipv6_client_gives_its_text_and_port():
     try:
         got = sysio.accept(listening, listening.fileno())
         assert got is not None
-        fd, host, port = got
-        os.close(fd)
-        assert (host, port) == client.getsockname()[:2] == ("::1", client.getsockname()[1])
+        sock, host, port = got
+        try:
+            assert (host, port) == client.getsockname()[:2] == ("::1", client.getsockname()[1])
+            assert sock.getsockname() == listening.getsockname()  # (host, port, flow, scope)
+        finally:
+            sock.close()
     finally:
         client.close()
         listening.close()
@@ -177,6 +191,24 @@ def test_accept_on_a_closed_socket_or_a_bad_number_raises(listening):
         sysio.accept(closed, -1)
     with pytest.raises(TypeError):
         sysio.accept(listening)  # type: ignore[call-arg]
+
+
+def test_recv_refuses_a_negative_size_and_a_closed_socket_says_ebadf(listening):
+    client = socket.create_connection(listening.getsockname())
+    try:
+        got = sysio.accept(listening, listening.fileno())
+        assert got is not None
+        sock = got[0]
+        with pytest.raises(ValueError):
+            sock.recv(-1)
+        assert sock.recv(0) == b""
+        sock.close()
+        for call in (lambda: sock.recv(8), sock.getsockname):
+            with pytest.raises(OSError) as raised:
+                call()
+            assert raised.value.errno == errno.EBADF
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -440,7 +472,9 @@ def test_connect_over_ipv6_with_and_without_flowinfo_and_scope():
     (socket.AF_INET, ("127.0.0.1",), TypeError),
     (socket.AF_INET6, ("::1", 80, 1 << 20, 0), OverflowError),  # flowinfo: 20 bits
 ])
-def test_connect_refuses_a_bad_address_and_leaves_no_socket(family, address, error):
+@pytest.mark.parametrize("connect", [sysio.connect, sysio.socket_connect],
+                         ids=["connect", "socket_connect"])
+def test_connect_refuses_a_bad_address_and_leaves_no_socket(family, address, error, connect):
     """The socket made before the address was read is closed, not left to the collector (the
     fallback closed it only on OSError: a TypeError left it open, with a ResourceWarning)."""
     import gc
@@ -450,7 +484,7 @@ def test_connect_refuses_a_bad_address_and_leaves_no_socket(family, address, err
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            sysio.connect(family, address)
+            connect(family, address)
         except error:
             pass
         else:
@@ -466,14 +500,63 @@ def test_the_c_connect_takes_numeric_addresses_only():
     is a bug, refused at once (the socket module would resolve it, blocking the loop). What
     the socket module lets through (a bytes host, a flowinfo it truncates to 32 bits) is
     refused too: relay's addresses come from getaddrinfo, str and in range."""
-    with pytest.raises(ValueError):
-        sysio.connect(socket.AF_INET, ("localhost", 80))
+    for host in ("localhost", "127.0.0.1%junk", "127.0.0.1\0junk", "::1", "1.2.3.4.5", ""):
+        with pytest.raises(OSError) as raised:  # (OSError: the dialer closes the session)
+            sysio.connect(socket.AF_INET, (host, 80))
+        assert raised.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as raised:
+        sysio.connect(socket.AF_INET6, ("::1\0junk", 80))
+    assert raised.value.errno == errno.EINVAL
     with pytest.raises(TypeError):
         sysio.connect(socket.AF_INET, (b"127.0.0.1", 80))
     with pytest.raises(OverflowError):
         sysio.connect(socket.AF_INET6, ("::1", 80, 1 << 40, 0))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as raised:
         sysio.connect(socket.AF_UNIX, ("127.0.0.1", 80))
+    assert raised.value.errno == errno.EAFNOSUPPORT
+
+
+def _outcome(connect, family, address):
+    """How a connect ended: its errno once complete (bounded wait), or the exception's."""
+    try:
+        sock, err = connect(family, address)
+    except OSError as exc:
+        return ("raised", exc.errno)
+    try:
+        if err == errno.EINPROGRESS:
+            select.select([], [sock.fileno()], [], 5.0)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return ("errno", err)
+    finally:
+        sock.close()
+
+
+def test_connect_ends_as_the_socket_modules_connect_ex_for_every_address_form():
+    """The C connect against the socket module's, on the same addresses (in the pure build
+    both are the socket module's): refused ports over IPv4 and IPv6 in each tuple form, and a
+    link-local address with and without a scope."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        cases = [(socket.AF_INET, ("127.0.0.1", port))]
+        try:
+            with socket.socket(socket.AF_INET6) as probe6:
+                probe6.bind(("::1", 0))
+                port6 = probe6.getsockname()[1]
+                lo = socket.if_nametoindex("lo")
+                cases += [(socket.AF_INET6, ("::1", port6)), (socket.AF_INET6, ("::1", port6, 0)),
+                          (socket.AF_INET6, ("::1", port6, 0, 0)),
+                          (socket.AF_INET6, ("fe80::1", port6, 0, 0)),
+                          (socket.AF_INET6, ("fe80::1", port6, 0, lo)),
+                          (socket.AF_INET6, ("fe80::1%lo", port6, 0, lo))]
+                outcomes = [(_outcome(sysio.connect, *case), _outcome(sysio.socket_connect, *case))
+                            for case in cases]
+        except OSError:  # no IPv6 here
+            outcomes = [(_outcome(sysio.connect, *case), _outcome(sysio.socket_connect, *case))
+                        for case in cases]
+    for case, (ours, theirs) in zip(cases, outcomes, strict=True):
+        assert ours == theirs, case
+    assert outcomes[0][0] == ("errno", errno.ECONNREFUSED)
 
 
 def test_a_closed_socket_says_so_and_a_second_close_does_nothing(listening):
