@@ -1,7 +1,8 @@
 """Cost per backend: relay's idle CPU, RSS and /metrics size and render time by backend count.
 
     .venv/bin/python bench/scale.py [--sizes 100,1000,4000] [--seconds 10] [--source DIR]
-                                    [--histograms]
+                                    [--histograms] [--haproxy]
+    .venv/bin/python bench/scale.py --callgrind --sizes 300 --seconds 20
 
 For each size, relay runs a generated configuration: listeners of 50 backends each
 (--per-listener), tcp health checks every 2 s (--interval), every backend pointing at one
@@ -18,6 +19,12 @@ per-backend connect-time histograms); --source runs another checkout's relay/.
 the interval on every server, a TCP connect check, 50 servers per backend section) and
 reports its CPU per check the same way, as the yardstick: on a 2-core VM a wake-up after a
 sleep and the kernel's loopback handshake cost whichever process checks.
+
+--callgrind instead runs relay under valgrind's callgrind and reports the user-space
+instructions it executes per check over --seconds (counters zeroed after the backends are
+up, dumped at the end; the checks in that stretch from the rate relay_health_checks_total
+grew at around it): a figure that does
+not move with the machine's load, as bench/instructions.py's per connection.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import instructions
 from bench.targets import cpu_sample, cpu_spent
 from tests.support.relayproc import REPO, RelayProcess, admin_request, toml_config
 
@@ -133,6 +141,45 @@ def measure(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, fl
             relay.stop()
 
 
+def checks_run(relay: RelayProcess) -> float:
+    """Health checks relay has run so far: the sum of relay_health_checks_total."""
+    _, body = admin_request(relay.admin_port, "GET", "/metrics", timeout=120)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("relay_health_checks_total{"))
+
+
+def measure_instructions(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, float]:
+    """relay under callgrind: user-space instructions per check over --seconds (the checks
+    counted from /metrics, read outside the counted stretch)."""
+    per = args.per_listener
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        relay = RelayProcess(config(sink, backends, per, args.interval, args.histograms),
+                             Path(tmp), source=Path(args.source),
+                             prefix=tuple(instructions.valgrind_prefix(out)))
+        try:
+            relay.wait_ready(-(-backends // per), timeout=instructions.START_TIMEOUT)
+            deadline = time.monotonic() + 300
+            while not all_up(relay, backends):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"not every backend came up within 300 s ({backends})")
+                time.sleep(1.0)
+            time.sleep(args.settle)
+            # the checks' rate from two scrapes around the counted stretch (a scrape's own
+            # work is outside it), times the stretch: from zeroing the counters to the dump
+            before, t0 = checks_run(relay), time.monotonic()
+            instructions.callgrind_control("-z", relay.pid)
+            zeroed = time.monotonic()
+            time.sleep(args.seconds)
+            asked = time.monotonic()
+            total = instructions.dumped(out, relay.pid)
+            after, t1 = checks_run(relay), time.monotonic()
+            checks = (after - before) / (t1 - t0) * (asked - zeroed)
+            return {"backends": backends, "checks": checks, "per_check": total / checks}
+        finally:
+            relay.stop()
+
+
 HAPROXY_CFG = """\
 global
     nbthread 1
@@ -198,6 +245,8 @@ def main() -> None:
     parser.add_argument("--histograms", action="store_true")
     parser.add_argument("--haproxy", action="store_true",
                         help="also HAProxy with the same backends and checks, as the yardstick")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="instead: relay under callgrind, user instructions per check")
     args = parser.parse_args()
     if args.haproxy and shutil.which("haproxy") is None:
         raise SystemExit("--haproxy: no haproxy on PATH")
@@ -205,6 +254,16 @@ def main() -> None:
     if soft < 4096 and hard >= 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))  # relay inherits it
     sink = Sink(50)
+    if args.callgrind:
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                r = measure_instructions(args, size, sink)
+                print(f"{size:>8} backends: {r['checks']:.0f} checks in {args.seconds:g} s, "
+                      f"{r['per_check']:,.0f} user instructions per check (callgrind)",
+                      flush=True)
+        finally:
+            sink.close()
+        return
     try:
         print(f"source {args.source}; {args.per_listener} backends per listener, tcp checks "
               f"every {args.interval}, idle for {args.seconds:g} s"

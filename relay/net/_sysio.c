@@ -665,18 +665,22 @@ sockaddr_arg(int family, PyObject *tuple, struct sockaddr_storage *addr)
                              : (socklen_t)sizeof(struct sockaddr_in6);
 }
 
-/* connect(family, address) -> (Socket, errno): a non-blocking, close-on-exec TCP socket
- * with TCP_NODELAY, its connect(2) started; errno 0 (connected), EINPROGRESS (EPOLLOUT
- * tells) or why it failed at once. OSError only when no socket could be made. */
+/* connect(family, address, nodelay) -> (Socket, errno): a non-blocking, close-on-exec TCP
+ * socket (with TCP_NODELAY if nodelay), its connect(2) started; errno 0 (connected),
+ * EINPROGRESS (EPOLLOUT tells) or why it failed at once. OSError only when no socket could
+ * be made. */
 static PyObject *
 sysio_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int family, fd, err = 0, one = 1, saved;
+    int family, nodelay, fd, err = 0, one = 1, saved;
     struct sockaddr_storage addr;
     socklen_t size;
     PyObject *sock, *code, *result;
 
-    if (want_args(nargs, 2, "connect") < 0 || int_arg(args[0], -1, &family) < 0)
+    if (want_args(nargs, 3, "connect") < 0 || int_arg(args[0], -1, &family) < 0)
+        return NULL;
+    nodelay = PyObject_IsTrue(args[2]);
+    if (nodelay < 0)
         return NULL;
     size = sockaddr_arg(family, args[1], &addr);
     if (size == (socklen_t)-1)
@@ -684,7 +688,7 @@ sysio_connect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, (socklen_t)sizeof(one)) < 0) {
+    if (nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, (socklen_t)sizeof(one)) < 0) {
         saved = errno;
         (void)close(fd);
         errno = saved;
@@ -730,7 +734,7 @@ static PyMethodDef sysio_methods[] = {
     {"linger_reset", (PyCFunction)(void (*)(void))sysio_linger_reset, METH_FASTCALL,
      "linger_reset(sock, fd) -> None: SO_LINGER 0, close() then sends RST."},
     {"connect", (PyCFunction)(void (*)(void))sysio_connect, METH_FASTCALL,
-     "connect(family, address) -> (Socket, errno): a non-blocking TCP_NODELAY socket, "
+     "connect(family, address, nodelay) -> (Socket, errno): a non-blocking TCP socket, "
      "connecting."},
     {NULL, NULL, 0, NULL},
 };

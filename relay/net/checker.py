@@ -13,13 +13,14 @@ import os
 import random
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from relay.config.model import BackendConfig, HealthConfig
 from relay.core.connect_error import detail
 from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
-from relay.net.connect import reset_on_close, start_connect
+from relay.net import sysio
+from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 from relay.net.resolve import SockAddr
 from relay.net.sysio import Sock
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 MAX_REPLY = 4096  # bytes a check reads at most
 _SOL_SOCKET = socket.SOL_SOCKET
+_connect: Final = sysio.connect  # (bound once: compiled, no module lookup per check)
 
 
 class Checked(Protocol):
@@ -122,8 +124,8 @@ class Checker(Handler):
         self.connected = False
         self.reply = b""
         target = self.backend.target
-        try:  # (as a session's: TCP_NODELAY too, set in the same C call, relay/net/sysio.py)
-            sock, err = start_connect(target)
+        try:  # (no TCP_NODELAY: a check sends a few bytes once; relay/net/sysio.py)
+            sock, err = _connect(target.family, target.sockaddr, False)
         except OSError as exc:
             self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
             return

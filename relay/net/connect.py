@@ -54,7 +54,7 @@ def start_connect(target: SockAddr) -> tuple[Sock, int]:
     no socket could be created (e.g. EMFILE). The socket is a sysio.Sock: compiled, a bare
     number with the few socket methods a backend's socket needs (relay/net/sysio.py).
     """
-    return _connect(target.family, target.sockaddr)
+    return _connect(target.family, target.sockaddr, True)
 
 
 class Watcher(Protocol[B]):

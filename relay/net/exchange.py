@@ -44,7 +44,7 @@ class Exchange(Handler, Generic[V]):
         self.sock: _socket.socket | None = None
         self.deadline: Timer | None = None
         try:
-            sock, err = socket_connect(target.family, target.sockaddr)
+            sock, err = socket_connect(target.family, target.sockaddr, True)
         except OSError as exc:
             why = f"no socket: {os.strerror(exc.errno or 0)}"
             reactor.call_soon(lambda: self._end(why))

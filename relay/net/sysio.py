@@ -21,8 +21,9 @@ read, or no room).
                                           (a timeout beyond INT_MAX ms waits that long; a
                                           signal: its handlers run, the C version gives [])
     linger_reset(sock, fd)                SO_LINGER 0: close() sends RST, not FIN
-    connect(family, address) -> (sock, errno)   a non-blocking TCP socket with TCP_NODELAY,
-                                          its connect(2) started (errno 0, EINPROGRESS, or
+    connect(family, address, nodelay) -> (sock, errno)   a non-blocking TCP socket (with
+                                          TCP_NODELAY if nodelay: a session's, not a
+                                          check's), its connect(2) started (errno 0, EINPROGRESS, or
                                           why it failed at once: as socket.connect_ex);
                                           OSError only when no socket could be made
 
@@ -78,12 +79,13 @@ _STREAM_NONBLOCK: Final = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
 
 
 def socket_connect(family: int, address: tuple[str, int] | tuple[str, int, int, int],
-                   /) -> tuple[_socket.socket, int]:
+                   nodelay: bool, /) -> tuple[_socket.socket, int]:
     """connect's fallback, and for callers that need a whole socket.socket (its recv, its
     addresses): the same socket and connect through the socket module."""
     sock = _socket.socket(family, _STREAM_NONBLOCK)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(address)
     except BaseException:  # (a bad address raises TypeError or OverflowError: closed too)
         sock.close()

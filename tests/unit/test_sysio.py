@@ -402,7 +402,7 @@ def test_the_c_calls_never_wait_on_a_blocking_socket():
 
 def _connect(listening):
     """sysio.connect to `listening`, and the server side once it is accepted."""
-    sock, err = sysio.connect(socket.AF_INET, listening.getsockname())
+    sock, err = sysio.connect(socket.AF_INET, listening.getsockname(), True)
     assert err in (0, errno.EINPROGRESS)
     select.select([], [sock.fileno()], [], 5.0)  # (bounded; loopback connects at once)
     server, _ = listening.accept()
@@ -429,11 +429,23 @@ def test_connect_gives_a_non_blocking_nodelay_socket_as_socket_connect_ex_would(
         server.close()
 
 
+def test_connect_sets_tcp_nodelay_only_when_asked(listening):
+    for nodelay in (True, False):
+        sock, err = sysio.connect(socket.AF_INET, listening.getsockname(), nodelay)
+        try:
+            assert err in (0, errno.EINPROGRESS)
+            assert bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) is nodelay
+        finally:
+            sock.close()
+        select.select([listening], [], [], 5.0)
+        listening.accept()[0].close()
+
+
 def test_connect_to_a_closed_port_reports_the_refusal():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, not listening: refused
-        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port))
+        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port), True)
         try:
             if err == errno.EINPROGRESS:
                 select.select([], [sock.fileno()], [], 5.0)
@@ -453,7 +465,7 @@ def test_connect_over_ipv6_with_and_without_flowinfo_and_scope():
         server.listen(4)
         port = server.getsockname()[1]
         for address in (("::1", port), ("::1", port, 0, 0)):
-            sock, err = sysio.connect(socket.AF_INET6, address)
+            sock, err = sysio.connect(socket.AF_INET6, address, True)
             try:
                 assert err in (0, errno.EINPROGRESS)
                 select.select([], [sock.fileno()], [], 5.0)
@@ -484,7 +496,7 @@ def test_connect_refuses_a_bad_address_and_leaves_no_socket(family, address, err
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            connect(family, address)
+            connect(family, address, True)
         except error:
             pass
         else:
@@ -502,24 +514,24 @@ def test_the_c_connect_takes_numeric_addresses_only():
     refused too: relay's addresses come from getaddrinfo, str and in range."""
     for host in ("localhost", "127.0.0.1%junk", "127.0.0.1\0junk", "::1", "1.2.3.4.5", ""):
         with pytest.raises(OSError) as raised:  # (OSError: the dialer closes the session)
-            sysio.connect(socket.AF_INET, (host, 80))
+            sysio.connect(socket.AF_INET, (host, 80), True)
         assert raised.value.errno == errno.EINVAL
     with pytest.raises(OSError) as raised:
-        sysio.connect(socket.AF_INET6, ("::1\0junk", 80))
+        sysio.connect(socket.AF_INET6, ("::1\0junk", 80), True)
     assert raised.value.errno == errno.EINVAL
     with pytest.raises(TypeError):
-        sysio.connect(socket.AF_INET, (b"127.0.0.1", 80))
+        sysio.connect(socket.AF_INET, (b"127.0.0.1", 80), True)
     with pytest.raises(OverflowError):
-        sysio.connect(socket.AF_INET6, ("::1", 80, 1 << 40, 0))
+        sysio.connect(socket.AF_INET6, ("::1", 80, 1 << 40, 0), True)
     with pytest.raises(OSError) as raised:
-        sysio.connect(socket.AF_UNIX, ("127.0.0.1", 80))
+        sysio.connect(socket.AF_UNIX, ("127.0.0.1", 80), True)
     assert raised.value.errno == errno.EAFNOSUPPORT
 
 
 def _outcome(connect, family, address):
     """How a connect ended: its errno once complete (bounded wait), or the exception's."""
     try:
-        sock, err = connect(family, address)
+        sock, err = connect(family, address, True)
     except OSError as exc:
         return ("raised", exc.errno)
     try:
