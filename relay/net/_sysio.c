@@ -298,12 +298,24 @@ socket_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     size = PyLong_AsLong(args[0]);
     if (size == -1 && PyErr_Occurred())
         return NULL;
-    if (size < 0 || size > INT_MAX) {
+    if (size < 0) {
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
         return NULL;
     }
-    if (nargs == 2 && int_arg(args[1], -1, &flags) < 0)
+    if (size > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "recv(): buffersize too large");
         return NULL;
+    }
+    if (nargs == 2) {
+        long value = PyLong_AsLong(args[1]);
+        if (value == -1 && PyErr_Occurred())
+            return NULL;
+        if (value < INT_MIN || value > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "recv(): flags out of range");
+            return NULL;
+        }
+        flags = (int)value;
+    }
     if (size == 0)  /* as socket.recv(0): b"", where recv(2) on an empty socket says EAGAIN */
         return PyBytes_FromStringAndSize(NULL, 0);
     data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);

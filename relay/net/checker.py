@@ -20,6 +20,7 @@ from relay.core.connect_error import detail
 from relay.core.health import HealthState, check_at
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import sysio
+from relay.net.accept import RESOURCE_ERRORS
 from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLIN, EPOLLOUT, Handler, Reactor
 from relay.net.resolve import SockAddr
@@ -127,7 +128,10 @@ class Checker(Handler):
         try:  # (no TCP_NODELAY: a check sends a few bytes once; relay/net/sysio.py)
             sock, err = _connect(target.family, target.sockaddr, False)
         except OSError as exc:
-            self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
+            if exc.errno in RESOURCE_ERRORS:  # our shortage: says nothing of the backend
+                self._done(False, f"no socket: {os.strerror(exc.errno or 0)}", local=True)
+            else:  # (an address the connect refuses: a failed check, seen and logged)
+                self._done(False, f"cannot connect: {exc}")
             return
         self.sock = sock
         self.peer = (target.sockaddr[0], target.sockaddr[1])

@@ -93,7 +93,7 @@ class End:
     __slots__ = ("fd", "hup", "readable", "sock", "writable")
 
     def __init__(self, sock: Sock, fd: int) -> None:
-        self.sock = sock  # a client's: a socket.socket; a backend's: see sysio.connect
+        self.sock = sock  # see sysio.Sock: made by sysio.accept (a client's) or connect
         self.fd = fd  # sock.fileno(), which the caller knows already
         self.readable = False
         self.writable = False
@@ -414,7 +414,7 @@ class Session(Dialed):
                 header = encode_v2(source, destination)
             # a fresh connection's send buffer is empty: a header of at most 108 bytes fits
             sent = server_end.sock.send(header)
-        except OSError:
+        except (OSError, ValueError):  # (ValueError: an address the encoders cannot write)
             sent = -1
         if sent != len(header) or not header:
             self.close("backend_reset", reset=True)

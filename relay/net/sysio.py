@@ -115,11 +115,13 @@ except ImportError:
             client, addr = sock._accept()  # type: ignore[attr-defined]
         except BlockingIOError:
             return None
+        conn: _socket.socket | None = None
         try:
             os.set_blocking(client, False)
             conn = _socket.socket(sock.family, _STREAM_NONBLOCK, 0, client)
         except BaseException:
-            os.close(client)
+            if conn is None:  # (else the socket object holds the number and closes it)
+                os.close(client)
             raise
         return conn, addr[0], addr[1]  # (IPv6's flowinfo and scope_id dropped)
 
@@ -142,7 +144,7 @@ except ImportError:
     _LINGER_RESET: Final = struct.pack("ii", 1, 0)  # struct linger: l_onoff 1, l_linger 0
 
     def linger_reset(sock: Sock, fd: int, /) -> None:
-        # (every socket is a socket.socket here: connect below makes them)
+        # (every socket is a socket.socket here: accept and connect below make them)
         cast(_socket.socket, sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
     connect = socket_connect

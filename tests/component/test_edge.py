@@ -442,3 +442,27 @@ def test_a_v1_check_header_names_the_checks_own_address_and_the_backends(
             assert header.decode() == expected
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_an_ipv6_clients_header_names_it_as_accept_saw_it(start_relay: Any,
+                                                            header_server: HeaderServer,
+                                                            version: str) -> None:
+    """The source is the address accept gave (no getpeername): over IPv6 it must read as the
+    peer does, without flowinfo or scope."""
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    relay = start_relay(edge_listener(header_server.port, proxy_protocol=version,
+                                      listen="[::1]:0"))
+    with socket.create_connection(("::1", relay.port())) as client:
+        port = client.getsockname()[1]
+        client.sendall(b"hello\n")
+        answer = client.recv(200)
+    expected = (encode_v1(("::1", port), ("::1", relay.port())) if version == "v1"
+                else encode_v2(("::1", port), ("::1", relay.port())))
+    assert header_server.headers == [expected.removesuffix(b"\r\n")]
+    assert answer.startswith(b"header ")

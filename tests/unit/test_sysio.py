@@ -141,7 +141,7 @@ def test_accept_gives_a_non_blocking_socket_and_the_peer_as_socket_accept_would(
             assert not os.get_inheritable(fd)  # close-on-exec: workers and checks don't get it
             assert sock.getsockname() == listening.getsockname()
             client.sendall(b"hi")
-            time.sleep(0.05)
+            select.select([fd], [], [], 5.0)  # (bounded: loopback delivers at once)
             assert sock.recv(8, socket.MSG_PEEK) == b"hi"  # (a PROXY header's first look)
             assert sock.recv(1) == b"h" and sock.recv(8) == b"i"
             with pytest.raises(BlockingIOError):
@@ -152,7 +152,7 @@ def test_accept_gives_a_non_blocking_socket_and_the_peer_as_socket_accept_would(
             finally:
                 accepted.close()
             client.shutdown(socket.SHUT_WR)
-            time.sleep(0.05)
+            select.select([fd], [], [], 5.0)
             assert sock.recv(8) == b""  # EOF
         finally:
             sock.close()
@@ -323,6 +323,42 @@ def test_a_reset_close_of_a_socket_already_closed_raises_nothing(pair):
     a, _ = pair
     a.close()
     reset_and_close(a)
+
+
+def test_a_reset_close_of_an_accepted_socket_already_closed_raises_nothing(listening):
+    """The same for what a listener holds now: sysio.accept's socket (the C Socket where
+    built), closed, its fileno -1."""
+    from relay.net.edge import reset_and_close
+
+    client = socket.create_connection(listening.getsockname())
+    try:
+        got = sysio.accept(listening, listening.fileno())
+        assert got is not None
+        got[0].close()
+        reset_and_close(got[0])
+        assert got[0].fileno() == -1
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(sysio.NATIVE, reason="the fallback's error path (the C accept has its own)")
+def test_the_fallback_accept_closes_the_number_if_no_socket_object_takes_it(listening,
+                                                                           monkeypatch):
+    class Refusing:
+        @staticmethod
+        def socket(*args):
+            raise MemoryError("no socket object")
+
+    client = socket.create_connection(listening.getsockname())
+    opened = set(os.listdir("/proc/self/fd"))
+    try:
+        monkeypatch.setattr(sysio, "_socket", Refusing)
+        with pytest.raises(MemoryError):
+            sysio.accept(listening, listening.fileno())
+        monkeypatch.undo()
+        assert set(os.listdir("/proc/self/fd")) <= opened  # the accepted number was closed
+    finally:
+        client.close()
 
 
 @pytest.fixture
