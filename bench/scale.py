@@ -106,19 +106,25 @@ def all_up(relay: RelayProcess, backends: int) -> bool:
             if line.startswith("relay_backend_up{") and line.endswith(" 1.0")) == backends
 
 
+def settled(relay: RelayProcess, args: argparse.Namespace, backends: int,
+            timeout: float) -> None:
+    """Wait for relay's listeners and for every backend to be up, then --settle seconds."""
+    relay.wait_ready(-(-backends // args.per_listener), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not all_up(relay, backends):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not every backend came up within {timeout:.0f} s ({backends})")
+        time.sleep(1.0)
+    time.sleep(args.settle)
+
+
 def measure(args: argparse.Namespace, backends: int, sink: Sink) -> dict[str, float]:
     per = args.per_listener
     with tempfile.TemporaryDirectory() as tmp:
         relay = RelayProcess(config(sink, backends, per, args.interval, args.histograms),
                              Path(tmp), source=Path(args.source))
         try:
-            relay.wait_ready(-(-backends // per), timeout=120)
-            deadline = time.monotonic() + 120
-            while not all_up(relay, backends):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"not every backend came up within 120 s ({backends})")
-                time.sleep(1.0)
-            time.sleep(args.settle)
+            settled(relay, args, backends, 120)
             c0, t0 = cpu_sample([relay.pid]), time.monotonic()
             time.sleep(args.seconds)
             c1, t1 = cpu_sample([relay.pid]), time.monotonic()
@@ -158,13 +164,7 @@ def measure_instructions(args: argparse.Namespace, backends: int, sink: Sink) ->
                              Path(tmp), source=Path(args.source),
                              prefix=tuple(instructions.valgrind_prefix(out)))
         try:
-            relay.wait_ready(-(-backends // per), timeout=instructions.START_TIMEOUT)
-            deadline = time.monotonic() + 300
-            while not all_up(relay, backends):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"not every backend came up within 300 s ({backends})")
-                time.sleep(1.0)
-            time.sleep(args.settle)
+            settled(relay, args, backends, 300)  # (slow under valgrind)
             # the checks' rate from two scrapes around the counted stretch (a scrape's own
             # work is outside it), times the stretch: from zeroing the counters to the dump
             before, t0 = checks_run(relay), time.monotonic()
