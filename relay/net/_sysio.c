@@ -68,13 +68,36 @@ want_args(Py_ssize_t nargs, Py_ssize_t expected, const char *name)
     return -1;
 }
 
+/* recv(2) into (receive, with `flags` besides MSG_DONTWAIT) or send(2) from (MSG_NOSIGNAL |
+ * MSG_DONTWAIT) len bytes at buf on fd, again after EINTR once any Python signal handler
+ * ran; the count, or -1 with the exception set (OSError from errno, or the handler's) */
+static ssize_t
+io_call(int fd, void *buf, size_t len, int flags, int receive)
+{
+    ssize_t n;
+
+    for (;;) {
+        if (receive)
+            n = recv(fd, buf, len, flags | MSG_DONTWAIT);
+        else
+            n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+}
+
 /* recv(2) into (receive) or send(2) from a buffer (data) on fd; the count or NULL */
 static PyObject *
 transfer_fd(int fd, PyObject *data, int receive)
 {
     Py_buffer view;
     ssize_t n;
-    int saved;
 
     if (PyObject_GetBuffer(data, &view, receive ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
         return NULL;
@@ -82,25 +105,9 @@ transfer_fd(int fd, PyObject *data, int receive)
         PyBuffer_Release(&view);
         return PyLong_FromLong(0);
     }
-    for (;;) {
-        if (receive)
-            n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
-        else
-            n = send(fd, view.buf, (size_t)view.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0 || errno != EINTR)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            PyBuffer_Release(&view);
-            return NULL;
-        }
-    }
-    saved = errno;
+    n = io_call(fd, view.buf, (size_t)view.len, 0, receive);
     PyBuffer_Release(&view);
-    if (n < 0) {
-        errno = saved;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromSsize_t(n);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
 static PyObject *
@@ -321,21 +328,10 @@ socket_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (data == NULL)
         return NULL;
-    for (;;) {
-        n = recv(((SocketObject *)self)->fd, PyBytes_AS_STRING(data), (size_t)size,
-                 flags | MSG_DONTWAIT);
-        if (n >= 0 || errno != EINTR)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            Py_DECREF(data);
-            return NULL;
-        }
-    }
+    n = io_call(((SocketObject *)self)->fd, PyBytes_AS_STRING(data), (size_t)size, flags, 1);
     if (n < 0) {
-        int saved = errno;
         Py_DECREF(data);
-        errno = saved;
-        return PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
     }
     if (n != size)
         _PyBytes_Resize(&data, (Py_ssize_t)n);  /* (NULL with an error set if it failed) */

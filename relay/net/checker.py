@@ -72,7 +72,7 @@ class Checker(Handler):
         self.backend = backend
         self.config = config
         self.sock: Sock | None = None
-        self.peer: tuple[str, int] = ("", 0)  # the address the check's socket connects to
+        self.dialed: SockAddr | None = None  # what the check's socket connects to
         self.timer: Timer | None = None
         self.deadline: Timer | None = None
         self.connected = False
@@ -134,7 +134,7 @@ class Checker(Handler):
                 self._done(False, f"cannot connect: {exc}")
             return
         self.sock = sock
-        self.peer = (target.sockaddr[0], target.sockaddr[1])
+        self.dialed = target
         if err not in (0, errno.EINPROGRESS):
             self._done(False, detail(err))
             return
@@ -191,11 +191,13 @@ class Checker(Handler):
         (the peer: the address it connected to)."""
         if self.proxy == "v2":
             return encode_v2(None, None)
+        dialed = self.dialed
         try:
             local = sock.getsockname()
         except OSError:
             return b"PROXY UNKNOWN\r\n"
-        return encode_v1((local[0], local[1]), self.peer)
+        assert dialed is not None  # (set with the socket)
+        return encode_v1((local[0], local[1]), (dialed.sockaddr[0], dialed.sockaddr[1]))
 
     def _judge(self, eof: bool) -> None:
         if self.config.kind == "send_expect":
