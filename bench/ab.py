@@ -106,8 +106,8 @@ def cpu_of(inst: Instance) -> targets.CpuSample:
 
 def add_cpu(into: dict[str, list[float]], key: str, before: targets.CpuSample,
             after: targets.CpuSample, count: int) -> None:
-    user, system = (x * 1e6 / count for x in targets.cpu_spent(before, after))
-    into.setdefault(key, []).append(user + system)
+    total, user = targets.cpu_us_per(before, after, count)
+    into.setdefault(key, []).append(total)
     into.setdefault(f"{key}_user", []).append(user)
 
 

@@ -66,8 +66,9 @@ def valgrind_prefix(out: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"]
 
 
-def redis_benchmark(port: int, keepalive: bool, requests: int) -> None:
-    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS),
+def redis_benchmark(port: int, keepalive: bool, requests: int, clients: int = CLIENTS) -> None:
+    """redis-benchmark -t get against port: RuntimeError if it fails."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients),
             "-k", "1" if keepalive else "0", "-t", "get", "-n", str(requests), "-q"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=BENCH_TIMEOUT,
                           stdin=subprocess.DEVNULL)

@@ -209,8 +209,8 @@ def cpu_per(inst: Instance, before: targets.CpuSample | None, count: int,
     after = proxy_cpu(inst)
     if before is None or after is None or count <= 0:
         return {}
-    user, system = targets.cpu_spent(before, after)
-    return {key: (user + system) * 1e6 / count, f"{key}_user": user * 1e6 / count}
+    total, user = targets.cpu_us_per(before, after, count)
+    return {key: total, f"{key}_user": user}
 
 
 def run(args: argparse.Namespace) -> int:

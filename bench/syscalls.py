@@ -21,18 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-import targets
-from targets import Procs, start_backends, start_target, target_specs
+from bench import targets  # noqa: E402
+from bench.instructions import redis_benchmark  # noqa: E402
+from bench.targets import Procs, start_backends, start_target, target_specs  # noqa: E402
 
 STRACE_ATTACH = 1.0  # seconds for strace to attach before the load starts
 
 
-def benchmark(port: int, keepalive: bool, requests: int) -> None:
-    subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-k", "1" if keepalive else "0",
-                    "-t", "get", "-n", str(requests), "-q"], check=True, capture_output=True,
-                   timeout=300)
+CLIENTS = 50  # as bench/run.py's redis loads
 
 
 def counted(pids: list[int], port: int, keepalive: bool, requests: int,
@@ -43,7 +43,7 @@ def counted(pids: list[int], port: int, keepalive: bool, requests: int,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(STRACE_ATTACH)
-        benchmark(port, keepalive, requests)
+        redis_benchmark(port, keepalive, requests, CLIENTS)
     finally:
         strace.send_signal(signal.SIGINT)  # detaches and writes the summary
         strace.wait(timeout=60)
@@ -77,7 +77,7 @@ def main() -> int:
                 inst = start_target(specs[key], backends, procs, tmp, 4000)
                 port = inst.ports["redis"]
                 for keepalive, n in ((True, args.requests), (False, args.requests // 10)):
-                    benchmark(port, keepalive, 2000)  # warm-up
+                    redis_benchmark(port, keepalive, 2000, CLIENTS)  # warm-up
                     calls = counted(inst.pids(), port, keepalive, n, tmp / "strace.txt")
                     total = sum(c for c, _ in calls.values())
                     print(f"{key}, {'persistent (-k 1)' if keepalive else 'new connection (-k 0)'}"

@@ -304,6 +304,12 @@ def cpu_spent(before: CpuSample, after: CpuSample) -> tuple[float, float]:
     return total * user / ticks, total * system / ticks
 
 
+def cpu_us_per(before: CpuSample, after: CpuSample, count: int) -> tuple[float, float]:
+    """Microseconds of CPU per unit of `count` between two samples: (user + system, user)."""
+    user, system = cpu_spent(before, after)
+    return (user + system) * 1e6 / count, user * 1e6 / count
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent in processes (all cores; /proc/stat user, nice,
     system) or stolen by the hypervisor. irq and softirq time are left out: loopback TCP is
