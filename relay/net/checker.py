@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
     from relay.net.timers import Timer
 
 MAX_REPLY = 4096  # bytes a check reads at most
-_SOL_SOCKET = socket.SOL_SOCKET
 _connect: Final = sysio.connect  # (bound once: compiled, no module lookup per check)
+_so_error: Final = sysio.so_error
 
 
 class Checked(Protocol):
@@ -157,7 +156,7 @@ class Checker(Handler):
         if not self.connected:
             # always asked, as every pending connect is (relay/net/connect.py): a clean EPOLLOUT
             # alone is not proof of a connection
-            err = sock.getsockopt(_SOL_SOCKET, socket.SO_ERROR)
+            err = _so_error(sock, fd)
             if err:
                 self._done(False, detail(err))
                 return

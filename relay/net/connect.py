@@ -9,8 +9,7 @@ reused fd number, or an error the kernel reports with the writable edge).
 from __future__ import annotations
 
 import errno
-import socket
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from relay.net import sysio
 from relay.net.reactor import (
@@ -37,8 +36,8 @@ _COMPLETED: Final = EPOLLOUT | EPOLLHUP | EPOLLERR
 _BROKEN: Final = EPOLLHUP | EPOLLERR
 _linger_reset: Final = sysio.linger_reset
 _connect: Final = sysio.connect
-_SOL_SOCKET: Final = socket.SOL_SOCKET
-_SO_ERROR: Final = socket.SO_ERROR
+_so_error: Final = sysio.so_error
+_close: Final = sysio.close
 _ECONNREFUSED: Final = errno.ECONNREFUSED
 _ETIMEDOUT: Final = errno.ETIMEDOUT
 
@@ -57,12 +56,18 @@ def start_connect(target: SockAddr) -> tuple[Sock, int]:
     return _connect(target.family, target.sockaddr, True)
 
 
-class Watcher(Protocol[B]):
-    """Who is told how a pending connect ended."""
+class Watcher(Generic[B]):
+    """Who is told how a pending connect ended (relay/net/dialer.py's Dial and Loser). A base
+    class, not a protocol, so that the compiled connect calls them through the vtable, not by
+    name (bench/NOTES.md)."""
 
-    def connect_done(self, pending: PendingConnect[B], err: int) -> None: ...
+    __slots__ = ()
 
-    def connect_crashed(self, pending: PendingConnect[B]) -> None: ...
+    def connect_done(self, pending: PendingConnect[B], err: int) -> None:
+        raise NotImplementedError
+
+    def connect_crashed(self, pending: PendingConnect[B]) -> None:
+        raise NotImplementedError
 
 
 class PendingConnect(Handler, Generic[B]):
@@ -88,7 +93,7 @@ class PendingConnect(Handler, Generic[B]):
         sock = self.sock
         if sock is None or not events & _COMPLETED:
             return
-        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        err = _so_error(sock, fd)
         if not err and events & _BROKEN:
             err = _ECONNREFUSED  # hung up without saying why
         self.events = events
@@ -118,7 +123,7 @@ class PendingConnect(Handler, Generic[B]):
         self.reactor.forget(self.fd)
         if reset:
             reset_on_close(sock, self.fd)
-        sock.close()
+        _close(sock)
 
     def hand_over(self, handler: EventHandler) -> Sock:
         """The connect succeeded: its socket, still registered with SESSION_MASK, now belongs

@@ -10,43 +10,27 @@ whose outcome still feeds passive health. Every outcome goes to the backend grou
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from relay.core.dial import Connect, DialPlan, Step, Wait
 from relay.net.accept import RESOURCE_ERRORS
 from relay.net.backends import Backend, BackendGroup
-from relay.net.connect import PendingConnect
-from relay.net.session import Dialed, End
+from relay.net.connect import PendingConnect, Watcher
+from relay.net.session import Dialed, End, SessionHost
 
 if TYPE_CHECKING:
-    from relay.net.reactor import Reactor
-    from relay.net.resolve import SockAddr
-    from relay.net.sysio import Sock
     from relay.net.timers import Timer
 
 _EINPROGRESS: Final = errno.EINPROGRESS
 
 
-class DialHost(Protocol):
-    """What a dial needs of the listener whose client it connects (relay.net.listener.Listener
-    is one): its loop, its backend group, how a connect starts (relay.net.connect.start_connect;
-    a test decides outcomes here) and where a shortage of sockets is reported."""
-
-    reactor: Reactor
-    group: BackendGroup
-
-    def start_connect(self, target: SockAddr) -> tuple[Sock, int]: ...
-
-    def out_of_fds(self, exc: OSError) -> None: ...
-
-
-class Dial:
+class Dial(Watcher[Backend]):
     """Connect attempts for one session, until one connects or the plan gives up."""
 
     __slots__ = ("group", "hedge", "hedge_failed", "hedge_timer", "listener", "plan", "primary",
                  "reactor", "session", "wait_timer")
 
-    def __init__(self, listener: DialHost, session: Dialed) -> None:
+    def __init__(self, listener: SessionHost, session: Dialed) -> None:
         config = session.config  # the session's: a reload changes only new sessions'
         self.listener = listener
         group = self.group = listener.group
@@ -247,7 +231,7 @@ class Dial:
         self._end()
 
 
-class Loser:
+class Loser(Watcher[Backend]):
     """Watches a connect that lost the race: its outcome feeds passive health like any
     connect's, and it is closed as soon as it completes; it is never relayed."""
 

@@ -256,7 +256,7 @@ class Listener(SessionHost):
         self._reject(client, "proxy_header", f"{addr[0]}: {reason}")
 
     def start_connect(self, target: SockAddr) -> tuple[Sock, int]:
-        """A backend connect for a dial (relay.net.dialer.DialHost)."""
+        """A backend connect for a dial (relay.net.dialer.Dial)."""
         return start_connect(target)
 
     def out_of_fds(self, exc: OSError) -> None:

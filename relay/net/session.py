@@ -18,8 +18,8 @@ from mypy_extensions import mypyc_attr
 
 from relay.core.proxy_header import encode_v1, encode_v2
 from relay.net import sysio
-from relay.net.connect import _SO_ERROR, _SOL_SOCKET, reset_on_close
 from relay.net.connect import SESSION_MASK as _MASK
+from relay.net.connect import reset_on_close
 from relay.net.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Handler
 from relay.net.splice import SPLICE_FLAGS, Pipe
 from relay.net.sysio import Sock
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from relay.net.buffers import BufferPool
     from relay.net.idle import IdleSlots
     from relay.net.reactor import Reactor
+    from relay.net.resolve import SockAddr
     from relay.net.splice import PipePool
 
 _READABLE: Final = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
@@ -58,15 +59,23 @@ splice: Final = getattr(os, "splice", None)
 # the call; else Python's os module), at fewer instructions than the socket objects' methods
 _recv_into: Final = sysio.recv_into
 _send: Final = sysio.send
+# a socket's SO_ERROR, shutdown and close by function (a method called by name costs compiled
+# code a type lookup per call)
+_so_error: Final = sysio.so_error
+_shutdown: Final = sysio.shutdown
+_close: Final = sysio.close
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the dialer's tests stand in for a listener
 class SessionHost(Handler):
-    """What a session needs of the listener that accepted its client
-    (relay.net.listener.Listener, the one subclass): its loop, its settings, its backend
-    group, the pipes and buffers its directions borrow, the idle slots, and where the session
-    reports its close. Written here so that this module depends on neither the listener nor
-    the dialer; a class, not a protocol, so that compiled code reads these natively (through
-    a protocol each read was a dictionary lookup, about ten per session: bench/NOTES.md)."""
+    """What a session and its dial (relay/net/dialer.py) need of the listener that accepted
+    its client (relay.net.listener.Listener, the one subclass outside tests): its loop, its
+    settings, its backend group, the pipes and buffers its directions borrow, the idle slots,
+    how a backend connect starts (relay.net.connect.start_connect; a test decides outcomes
+    there), where a shortage of sockets and the session's close are reported. Written here so
+    that this module depends on neither the listener nor the dialer; a class, not a protocol,
+    so that compiled code reads and calls these natively (through a protocol each read was a
+    dictionary lookup and each call a method lookup by name: bench/NOTES.md)."""
 
     reactor: Reactor
     config: ListenerConfig
@@ -77,6 +86,12 @@ class SessionHost(Handler):
     use_splice: bool
 
     def session_closed(self, session: Session, was_relaying: bool) -> None:
+        raise NotImplementedError
+
+    def start_connect(self, target: SockAddr) -> tuple[Sock, int]:
+        raise NotImplementedError
+
+    def out_of_fds(self, exc: OSError) -> None:
         raise NotImplementedError
 
 
@@ -283,7 +298,8 @@ class Direction:
         self.shut = True
         if self.other is None or not self.other.shut:  # else the session closes both now
             try:
-                self.dst.sock.shutdown(_SHUT_WR)
+                dst = self.dst
+                _shutdown(dst.sock, dst.fd, _SHUT_WR)
             except OSError:
                 pass  # dst already gone; its own events will tell
         return DONE
@@ -458,7 +474,7 @@ class Session(Dialed):
             # connecting: only the client is ours (the dialer watches the backend's connect);
             # what it did (spoke, hung up) is remembered for when the relaying starts
             if state == CONNECTING:
-                if events & EPOLLERR and client.sock.getsockopt(_SOL_SOCKET, _SO_ERROR):
+                if events & EPOLLERR and _so_error(client.sock, fd):
                     self.close("client_reset")
                 else:
                     client.note(events)
@@ -466,7 +482,7 @@ class Session(Dialed):
         end = client if fd == client.fd else self.server_end
         if end is None:
             return
-        if events & EPOLLERR and end.sock.getsockopt(_SOL_SOCKET, _SO_ERROR):
+        if events & EPOLLERR and _so_error(end.sock, fd):
             self._reset(from_client=end is client)
             return
         end.note(events)
@@ -558,7 +574,7 @@ class Session(Dialed):
         self.reactor.forget(end.fd)
         if reset:
             reset_on_close(end.sock, end.fd)
-        end.sock.close()
+        _close(end.sock)
 
     def close(self, cause: str, reset: bool = False, reset_client: bool = False,
               reset_backend: bool = False) -> None:
@@ -581,5 +597,5 @@ class Session(Dialed):
         self.reactor.forget(self.client.fd)
         if reset or reset_client:
             reset_on_close(self.client.sock, self.client.fd)
-        self.client.sock.close()
+        _close(self.client.sock)
         self.listener.session_closed(self, was_relaying)

@@ -21,6 +21,9 @@ read, or no room).
                                           (a timeout beyond INT_MAX ms waits that long; a
                                           signal: its handlers run, the C version gives [])
     linger_reset(sock, fd)                SO_LINGER 0: close() sends RST, not FIN
+    so_error(sock, fd) -> int             getsockopt(2) SO_ERROR: how a connect ended
+    shutdown(sock, fd, how)               shutdown(2)
+    close(sock)                           sock.close() (in C without a method lookup)
     connect(family, address, nodelay) -> (sock, errno)   a non-blocking TCP socket (with
                                           TCP_NODELAY if nodelay: a session's, not a
                                           check's), its connect(2) started (errno 0, EINPROGRESS, or
@@ -45,8 +48,8 @@ import struct
 from typing import Final, Protocol, cast
 
 __all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "Sock", "accept",
-           "connect", "epoll_ctl", "epoll_wait", "linger_reset", "recv_into", "send",
-           "socket_connect"]
+           "close", "connect", "epoll_ctl", "epoll_wait", "linger_reset", "recv_into", "send",
+           "shutdown", "so_error", "socket_connect"]
 
 
 class Sock(Protocol):
@@ -96,12 +99,15 @@ def socket_connect(family: int, address: tuple[str, int] | tuple[str, int, int, 
 try:
     from relay.net._sysio import (
         accept,
+        close,
         connect,
         epoll_ctl,
         epoll_wait,
         linger_reset,
         recv_into,
         send,
+        shutdown,
+        so_error,
     )
 except ImportError:
 
@@ -150,6 +156,15 @@ except ImportError:
     def linger_reset(sock: Sock, fd: int, /) -> None:
         # (every socket is a socket.socket here: accept and connect below make them)
         cast(_socket.socket, sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+    def so_error(sock: Sock, fd: int, /) -> int:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def shutdown(sock: Sock, fd: int, how: int, /) -> None:
+        sock.shutdown(how)
+
+    def close(sock: Sock, /) -> None:
+        sock.close()
 
     connect = socket_connect
 

@@ -8,7 +8,7 @@ import contextlib
 import errno
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from relay.net.backends import Backend, BackendGroup
 from relay.net.connect import PendingConnect
 from relay.net.reactor import EPOLLOUT, Reactor
 from relay.net.resolve import SockAddr
-from relay.net.session import Dialed
+from relay.net.session import Dialed, SessionHost
 from tests.support.fakeclock import FakeClock, advance_to
 
 
@@ -27,23 +27,43 @@ def advance(reactor: Reactor, seconds: float) -> None:
     advance_to(reactor, reactor.now + seconds)
 
 
+class FakeHost(SessionHost):
+    """What a dial needs of its listener: its loop and group, and connects that stay pending
+    until the test decides (socketpairs; `connect` may be replaced)."""
+
+    def __init__(self, group: BackendGroup, reactor: Reactor) -> None:
+        self.group = group
+        self.reactor = reactor
+        self.sockets: list[socket.socket] = []
+        self.connect: Callable[[SockAddr], tuple[socket.socket, int]] = self._socketpair
+        self.shortages: list[OSError] = []
+
+    def _socketpair(self, target: SockAddr) -> tuple[socket.socket, int]:
+        ours, theirs = socket.socketpair()
+        self.sockets.extend((ours, theirs))
+        return ours, errno.EINPROGRESS
+
+    def start_connect(self, target: SockAddr) -> tuple[socket.socket, int]:
+        return self.connect(target)
+
+    def out_of_fds(self, exc: OSError) -> None:
+        self.shortages.append(exc)
+
+
 class FakeSession(Dialed):
-    """What a dial needs of its session and its listener (the fake is both); records what the
-    dial did to it."""
+    """What a dial needs of its session; records what the dial did to it."""
 
     client_addr = "127.0.0.1:5555"  # (a property of Dialed's)
 
-    def __init__(self, group: BackendGroup, reactor: Reactor, config: Any) -> None:
-        self.group = group
-        self.reactor = reactor
+    def __init__(self, host: FakeHost, config: Any) -> None:
+        self.host = host
         self.config = config
-        self.opened = reactor.now
+        self.opened = host.reactor.now
         self.hedged = False
         self.backend: Backend | None = None
         self.dial: Any = None
         self.got: tuple[Backend, Any] | None = None
         self.closed: str | None = None
-        self.sockets: list[socket.socket] = []
 
     def connected(self, backend: Backend, server_end: Any, seconds: float) -> None:
         self.got = (backend, server_end)
@@ -53,15 +73,6 @@ class FakeSession(Dialed):
         self.closed = cause
         if self.dial is not None:
             self.dial.cancel(reset)
-
-    def out_of_fds(self, exc: OSError) -> None:
-        pass
-
-    def start_connect(self, target: SockAddr) -> tuple[socket.socket, int]:
-        """Connects that stay pending until the test decides: socketpairs."""
-        ours, theirs = socket.socketpair()
-        self.sockets.extend((ours, theirs))
-        return ours, errno.EINPROGRESS
 
 
 BACKENDS = ('[[listener.backend]]\nname = "a"\naddress = "127.0.0.1:1000"\n'
@@ -83,13 +94,14 @@ def dialing(retry: str) -> Iterator[tuple[BackendGroup, Reactor, FakeSession, di
                for i, bc in enumerate(lc.backends)]
     group = BackendGroup(reactor, lc, members, random.Random(7))  # type: ignore[arg-type]
     group.hedge_outcomes = {"primary_won": 0, "hedge_won": 0, "both_failed": 0}
-    session = FakeSession(group, reactor, lc)
-    dial = dialer.Dial(session, session)  # type: ignore[arg-type]
+    host = FakeHost(group, reactor)
+    session = FakeSession(host, lc)
+    dial = dialer.Dial(host, session)
     try:
         yield group, reactor, session, dial
     finally:
         session.close("test_over")
-        for s in session.sockets:
+        for s in host.sockets:
             s.close()
         reactor.close()
 
@@ -176,13 +188,11 @@ def test_a_connect_that_gets_no_socket_closes_the_session_and_only_a_shortage_pa
     from the connect's start (an address the C connect refuses: a bug, never a client's
     doing) closes the session without stopping the accepts."""
     with dialing("attempts = 1\n") as (_group, _reactor, session, dial):
-        paused: list[OSError] = []
 
         def refuse(target: SockAddr) -> tuple[socket.socket, int]:
             raise OSError(err, "refused by the test")
 
-        session.start_connect = refuse  # type: ignore[method-assign]
-        session.out_of_fds = paused.append  # type: ignore[method-assign]
+        session.host.connect = refuse
         dial.start()
         assert session.closed == "local_error"
-        assert [e.errno for e in paused] == ([err] if pauses else [])
+        assert [e.errno for e in session.host.shortages] == ([err] if pauses else [])
