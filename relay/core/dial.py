@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 from typing import Final, Generic, Protocol, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from relay.config.model import HEDGE_AUTO
 from relay.core.backoff import Backoff
 from relay.core.hedge import ConnectEstimate, HedgeBudget
@@ -36,15 +38,23 @@ class Named(Protocol):
 B = TypeVar("B", bound=Named)
 
 
-class Candidates(Protocol[B]):
-    """The backend group's side of the plan: which backend is next."""
+@mypyc_attr(allow_interpreted_subclasses=True)  # the plan's tests stand in for a group
+class Candidates(Generic[B]):
+    """The backend group's side of the plan: which backend is next (relay.net.backends'
+    BackendGroup). A base class, not a protocol, so that the compiled plan calls these
+    through the vtable, not by name (bench/NOTES.md)."""
+
+    __slots__ = ()
 
     def choose(self, tried: list[B], untried_only: bool = False,
-               last_resort: bool = True) -> B | None: ...
+               last_resort: bool = True) -> B | None:
+        raise NotImplementedError
 
-    def next_gate_opening(self) -> float | None: ...
+    def next_gate_opening(self) -> float | None:
+        raise NotImplementedError
 
-    def can_hedge_from(self, backend: B) -> bool: ...
+    def can_hedge_from(self, backend: B) -> bool:
+        raise NotImplementedError
 
 
 class Connect(Generic[B]):

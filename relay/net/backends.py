@@ -19,6 +19,7 @@ from relay.core.backoff import Backoff
 from relay.core.balance import make_balancer
 from relay.core.candidates import BackendView, LastResortGate, candidate_order, next_attempt
 from relay.core.connect_error import CONNECT_ERRORS, describe
+from relay.core.dial import Candidates
 from relay.core.health import AdminState, HealthState, Transition
 from relay.core.hedge import ConnectEstimate, HedgeBudget
 from relay.core.lograte import LogAggregate
@@ -198,7 +199,7 @@ class Discovery(Protocol):
 DiscoveryFactory = Callable[["BackendGroup", dict[str, Any] | None], dict[str, Any]]
 
 
-class BackendGroup:
+class BackendGroup(Candidates[Backend]):
     """A listener's backends, and the group that decides their health: it runs the checks,
     judges passive reports, counts and logs each transition once, and tells `publish`
     (a supervisor's workers mirror it). FollowerGroup is a worker's mirror of one."""

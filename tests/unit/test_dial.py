@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from relay.config.model import HEDGE_AUTO
 from relay.core.backoff import Backoff
 from relay.core.connect_error import classify, describe
-from relay.core.dial import Connect, DialPlan, Wait
+from relay.core.dial import Candidates, Connect, DialPlan, Wait
 from relay.core.hedge import ConnectEstimate, HedgeBudget
 
 MS = 0.001
@@ -22,7 +22,7 @@ class B:
 
 
 @dataclass
-class Group:
+class Group(Candidates[B]):
     """Candidates in a fixed order; `down` ones are never chosen (their gates closed)."""
 
     backends: list[B]
