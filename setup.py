@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 #   .venv/bin/python bench/ab.py WORK WORK@compiled WORK@compiled=all
 COMPILED = [
     "relay/config/model.py",
+    "relay/logs.py",
     "relay/net/reactor.py",
     "relay/net/session.py",
     "relay/net/listener.py",

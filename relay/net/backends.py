@@ -425,7 +425,7 @@ class BackendGroup(Candidates[Backend]):
         backend.estimate.observe(seconds)
         if self.hedges.losing:  # (only hedging keeps this score)
             self.hedges.target_succeeded(backend.name)
-        backend.connect_seconds.observe(seconds)
+        backend.connect_seconds.observe(backend.counts, seconds)
         backend.sessions.add(session)
         if backend.gate.failures:
             backend.gate.succeeded()

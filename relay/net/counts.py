@@ -106,14 +106,15 @@ class HistogramCounts:
         self.first = fields[f"{name}:{bounds[0]}"]
         self.sum_slot = fields[f"{name}:sum_ns"]
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, counts: Counts, seconds: float) -> None:
+        """Count `seconds` into `counts`, the owner's (its caller reads them natively: through
+        the owner's protocol, a generic attribute read per connection)."""
         # (per connection: the bucket found by a plain loop, which compiled code runs natively;
         # a call to bisect_left cost more than the dozen comparisons it saves)
         bounds = self.bounds
         i, n = 0, len(bounds)
         while i < n and bounds[i] < seconds:  # bisect_left: the first bound >= seconds
             i += 1
-        counts = self.owner.counts
         add(counts, self.first + i, 1)
         add(counts, self.sum_slot, int(seconds * 1e9))
 

@@ -279,7 +279,7 @@ class Listener(SessionHost):
         duration = self.reactor.now - session.opened
         if was_relaying and backend is not None:
             backend.sessions.discard(session)
-            self.durations.observe(duration)
+            self.durations.observe(self.counts, duration)
             add(backend.counts, UP, up)  # (backend.bytes_up += up, without two property calls)
             add(backend.counts, DOWN, down)
         if session.cause == "no_backend":
