@@ -48,6 +48,7 @@ COMPILED = [
     "relay/net/listener.py",
     "relay/net/accept.py",
     "relay/net/connect.py",
+    "relay/net/resolve.py",
     "relay/net/channel.py",
     "relay/net/buffers.py",
     "relay/net/splice.py",
