@@ -13,8 +13,9 @@ STAMP := $(VENV)/.installed
 # the in-place compiled build; rebuilt when any relay source or setup.py changes
 COMPILED := build/.compiled
 SOURCES := setup.py $(wildcard relay/*.py relay/*/*.py relay/*/*.c)
-# what `make test` also runs pure (the whole suite runs compiled)
-PURE_TESTS ?= tests/unit tests/component
+# what `make test` also runs pure (the whole suite runs compiled; tests/bench builds its own
+# trees and tests/deploy runs the image: the build under test changes nothing there)
+PURE_TESTS ?= tests/unit tests/component tests/integration tests/chaos tests/browser
 
 .PHONY: demo test test-compiled test-pure lint image clean venv bench compiled pure
 

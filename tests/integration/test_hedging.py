@@ -60,7 +60,9 @@ def test_blackholed_primary_costs_milliseconds_with_hedging(start_relay, primary
             "health": {"kind": "none"},  # only sessions touch the backends: counts stay exact
             "retry": {"attempts": 3, "deadline": "6s", "hedge": hedge},
             "backends": [{"name": "primary", "address": f"{primary_host.ip}:7000", "tier": 0},
-                         {"name": "backup", "address": f"127.0.0.1:{backup.port}", "tier": 1}]}])
+                         {"name": "backup", "address": f"127.0.0.1:{backup.port}", "tier": 1}]}],
+            # (the vanished primary's sessions never end by themselves: no 5 s grace at the stop)
+            runtime={"shutdown_grace": "1s"})
         port = relay.port()
         for _ in range(20):  # relay learns the primary's usual connect time
             assert ask(port) == "primary"

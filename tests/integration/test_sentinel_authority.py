@@ -118,13 +118,26 @@ class Cluster:
                 except OSError:
                     assert time.monotonic() < deadline and sentinel.poll() is None
                     time.sleep(0.05)
-        deadline = time.monotonic() + 20  # sentinels find the replicas
-        while time.monotonic() < deadline:
-            if all(ask(p, "SENTINEL", "replicas", MASTER, host=h).count(b"role-reported") == 2
-                   for h, p in zip(self.sentinel_hosts, self.sentinel_ports, strict=True)):
-                break
+        # every sentinel knows the two other sentinels and both replicas, linked to the primary:
+        # with less, a SIGKILL of the primary could see a second failover to the other replica
+        # (seen with only role-reported waited for: sessions to the other replica a second after
+        # +switch-master). Each replica's entry has the field
+        # "role-reported" (and "role-reported-time": counted with its CRLF) and
+        # "master-link-status", each sentinel's the field "name".
+        deadline = time.monotonic() + 30
+        while not all(self._settled(h, p)
+                      for h, p in zip(self.sentinel_hosts, self.sentinel_ports, strict=True)):
+            assert time.monotonic() < deadline, "the sentinels did not find each other and both replicas"
             time.sleep(0.1)
         return self
+
+    @staticmethod
+    def _settled(host: str, port: int) -> bool:
+        replicas = ask(port, "SENTINEL", "replicas", MASTER, host=host)
+        sentinels = ask(port, "SENTINEL", "sentinels", MASTER, host=host)
+        return (replicas.count(b"role-reported\r\n") == 2
+                and replicas.count(b"master-link-status\r\n$2\r\nok\r\n") == 2
+                and sentinels.count(b"$4\r\nname\r\n") == 2)
 
     def stop(self) -> None:
         for server in self.servers:
