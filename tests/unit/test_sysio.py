@@ -652,3 +652,44 @@ def test_an_unclosed_socket_warns_and_its_fd_is_closed(listening):
         assert server.recv(8) == b""  # the peer saw it go
     finally:
         server.close()
+
+
+def test_so_error_tells_how_a_connect_ended():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port), False)
+        try:
+            assert err in (errno.EINPROGRESS, errno.ECONNREFUSED)
+            if err == errno.EINPROGRESS:
+                select.select([], [sock.fileno()], [], 5.0)
+                assert sysio.so_error(sock, sock.fileno()) == errno.ECONNREFUSED
+            assert sysio.so_error(sock, sock.fileno()) == 0  # (read once: cleared)
+        finally:
+            sock.close()
+
+
+def test_shutdown_by_function_ends_the_peers_reading_and_close_closes(listening):
+    sock, server = _connect(listening)
+    try:
+        sysio.shutdown(sock, sock.fileno(), socket.SHUT_WR)
+        server.settimeout(5.0)
+        assert server.recv(8) == b""  # the peer sees the end of what we send
+        sysio.close(sock)
+        assert sock.fileno() == -1
+        sysio.close(sock)  # a second close does nothing, as socket.close
+        for call in (lambda: sysio.shutdown(sock, sock.fileno(), socket.SHUT_WR),
+                     lambda: sysio.so_error(sock, sock.fileno())):
+            with pytest.raises(OSError) as raised:
+                call()
+            assert raised.value.errno == errno.EBADF
+    finally:
+        server.close()
+
+
+def test_close_by_function_closes_a_socket_module_socket_too(pair):
+    """Tests hand sessions socket.socket objects: sysio.close must close those as well."""
+    a, b = pair
+    sysio.close(a)
+    assert a.fileno() == -1
+    assert b.recv(8) == b""
