@@ -477,18 +477,24 @@ def test_connect_sets_tcp_nodelay_only_when_asked(listening):
         listening.accept()[0].close()
 
 
-def test_connect_to_a_closed_port_reports_the_refusal():
+@pytest.fixture
+def refused():
+    """A connect (sysio.connect) to a port bound but not listening, and its first errno."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # bound, not listening: refused
-        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port), True)
+        sock, err = sysio.connect(socket.AF_INET, probe.getsockname(), True)
         try:
-            if err == errno.EINPROGRESS:
-                select.select([], [sock.fileno()], [], 5.0)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            assert err == errno.ECONNREFUSED
+            yield sock, err
         finally:
             sock.close()
+
+
+def test_connect_to_a_closed_port_reports_the_refusal(refused):
+    sock, err = refused
+    if err == errno.EINPROGRESS:
+        select.select([], [sock.fileno()], [], 5.0)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    assert err == errno.ECONNREFUSED
 
 
 def test_connect_over_ipv6_with_and_without_flowinfo_and_scope():
@@ -654,19 +660,13 @@ def test_an_unclosed_socket_warns_and_its_fd_is_closed(listening):
         server.close()
 
 
-def test_so_error_tells_how_a_connect_ended():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # bound, not listening: refused
-        sock, err = sysio.connect(socket.AF_INET, ("127.0.0.1", port), False)
-        try:
-            assert err in (errno.EINPROGRESS, errno.ECONNREFUSED)
-            if err == errno.EINPROGRESS:
-                select.select([], [sock.fileno()], [], 5.0)
-                assert sysio.so_error(sock, sock.fileno()) == errno.ECONNREFUSED
-            assert sysio.so_error(sock, sock.fileno()) == 0  # (read once: cleared)
-        finally:
-            sock.close()
+def test_so_error_tells_how_a_connect_ended(refused):
+    sock, err = refused
+    assert err in (errno.EINPROGRESS, errno.ECONNREFUSED)
+    if err == errno.EINPROGRESS:
+        select.select([], [sock.fileno()], [], 5.0)
+        assert sysio.so_error(sock, sock.fileno()) == errno.ECONNREFUSED
+    assert sysio.so_error(sock, sock.fileno()) == 0  # (read once: cleared)
 
 
 def test_shutdown_by_function_ends_the_peers_reading_and_close_closes(listening):
