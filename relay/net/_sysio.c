@@ -617,6 +617,16 @@ sysio_shutdown(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* fileno(sock) -> int: sock.fileno(), directly for this module's Socket (others through their
+ * own method) */
+static PyObject *
+sysio_fileno(PyObject *module, PyObject *sock)
+{
+    if (Py_IS_TYPE(sock, &Socket_Type))
+        return PyLong_FromLong(((SocketObject *)sock)->fd);
+    return PyObject_CallMethod(sock, "fileno", NULL);
+}
+
 /* close(sock) -> None: sock.close(), directly for this module's Socket (other sockets, e.g. a
  * test's socket.socket, through their own close) */
 static PyObject *
@@ -787,6 +797,7 @@ static PyMethodDef sysio_methods[] = {
     {"shutdown", (PyCFunction)(void (*)(void))sysio_shutdown, METH_FASTCALL,
      "shutdown(sock, fd, how) -> None: shutdown(2)."},
     {"close", sysio_close, METH_O, "close(sock) -> None: the socket's close()."},
+    {"fileno", sysio_fileno, METH_O, "fileno(sock) -> int: the socket's number."},
     {"connect", (PyCFunction)(void (*)(void))sysio_connect, METH_FASTCALL,
      "connect(family, address, nodelay) -> (Socket, errno): a non-blocking TCP socket, "
      "connecting."},

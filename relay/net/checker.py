@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 MAX_REPLY = 4096  # bytes a check reads at most
 _connect: Final = sysio.connect  # (bound once: compiled, no module lookup per check)
 _so_error: Final = sysio.so_error
+_fileno: Final = sysio.fileno
+_close_socket: Final = sysio.close
 
 
 class Checked(Protocol):
@@ -71,6 +73,7 @@ class Checker(Handler):
         self.backend = backend
         self.config = config
         self.sock: Sock | None = None
+        self.fd = -1  # the socket's number while it is open
         self.dialed: SockAddr | None = None  # what the check's socket connects to
         self.timer: Timer | None = None
         self.deadline: Timer | None = None
@@ -133,11 +136,12 @@ class Checker(Handler):
                 self._done(False, f"cannot connect: {exc}")
             return
         self.sock = sock
+        self.fd = fd = _fileno(sock)
         self.dialed = target
         if err not in (0, errno.EINPROGRESS):
             self._done(False, detail(err))
             return
-        self.reactor.register(sock.fileno(), EPOLLOUT | EPOLLIN, self)
+        self.reactor.register(fd, EPOLLOUT | EPOLLIN, self)
         self.deadline = self.reactor.call_later(self.config.timeout, self._timed_out)
 
     def _timed_out(self) -> None:
@@ -233,12 +237,12 @@ class Checker(Handler):
         if sock is not None:
             self.sock = None
             # never dup'd or shared: closing it takes it out of epoll (no epoll_ctl DEL)
-            fd = sock.fileno()
+            fd = self.fd
             self.reactor.forget(fd)
             # with a reset, as HAProxy's checks close: no FIN exchange, and no TIME_WAIT socket
             # left per check (2,000 checks a second would keep 120,000 of them)
             reset_on_close(sock, fd)
-            sock.close()
+            _close_socket(sock)
 
     def _done(self, ok: bool, error: str, local: bool = False) -> None:
         self._close()

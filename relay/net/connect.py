@@ -38,6 +38,7 @@ _linger_reset: Final = sysio.linger_reset
 _connect: Final = sysio.connect
 _so_error: Final = sysio.so_error
 _close: Final = sysio.close
+_fileno: Final = sysio.fileno
 _ECONNREFUSED: Final = errno.ECONNREFUSED
 _ETIMEDOUT: Final = errno.ETIMEDOUT
 
@@ -83,7 +84,7 @@ class PendingConnect(Handler, Generic[B]):
         self.watcher = watcher
         self.backend = backend
         self.sock: Sock | None = sock
-        self.fd = sock.fileno()
+        self.fd = _fileno(sock)
         self.started = started
         self.events = 0  # what the completing event said (its readiness goes to the session)
         self.timer: Timer | None = reactor.call_at(deadline, self._timed_out)

@@ -24,6 +24,7 @@ read, or no room).
     so_error(sock, fd) -> int             getsockopt(2) SO_ERROR: how a connect ended
     shutdown(sock, fd, how)               shutdown(2)
     close(sock)                           sock.close() (in C without a method lookup)
+    fileno(sock) -> int                   sock.fileno() (likewise)
     connect(family, address, nodelay) -> (sock, errno)   a non-blocking TCP socket (with
                                           TCP_NODELAY if nodelay: a session's, not a
                                           check's), its connect(2) started (errno 0, EINPROGRESS, or
@@ -48,7 +49,7 @@ import struct
 from typing import Final, Protocol, cast
 
 __all__ = ["EPOLL_CTL_ADD", "EPOLL_CTL_DEL", "EPOLL_CTL_MOD", "NATIVE", "Sock", "accept",
-           "close", "connect", "epoll_ctl", "epoll_wait", "linger_reset", "recv_into", "send",
+           "close", "connect", "epoll_ctl", "epoll_wait", "fileno", "linger_reset", "recv_into", "send",
            "shutdown", "so_error", "socket_connect"]
 
 
@@ -103,6 +104,7 @@ try:
         connect,
         epoll_ctl,
         epoll_wait,
+        fileno,
         linger_reset,
         recv_into,
         send,
@@ -165,6 +167,9 @@ except ImportError:
 
     def close(sock: Sock, /) -> None:
         sock.close()
+
+    def fileno(sock: Sock, /) -> int:
+        return sock.fileno()
 
     connect = socket_connect
 

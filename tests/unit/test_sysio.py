@@ -672,11 +672,12 @@ def test_so_error_tells_how_a_connect_ended(refused):
 def test_shutdown_by_function_ends_the_peers_reading_and_close_closes(listening):
     sock, server = _connect(listening)
     try:
+        assert sysio.fileno(sock) == sock.fileno() >= 0
         sysio.shutdown(sock, sock.fileno(), socket.SHUT_WR)
         server.settimeout(5.0)
         assert server.recv(8) == b""  # the peer sees the end of what we send
         sysio.close(sock)
-        assert sock.fileno() == -1
+        assert sock.fileno() == -1 == sysio.fileno(sock)
         sysio.close(sock)  # a second close does nothing, as socket.close
         for call in (lambda: sysio.shutdown(sock, sock.fileno(), socket.SHUT_WR),
                      lambda: sysio.so_error(sock, sock.fileno())):
@@ -688,8 +689,10 @@ def test_shutdown_by_function_ends_the_peers_reading_and_close_closes(listening)
 
 
 def test_close_by_function_closes_a_socket_module_socket_too(pair):
-    """Tests hand sessions socket.socket objects: sysio.close must close those as well."""
+    """Tests hand sessions socket.socket objects: sysio.close (and fileno) must take those as
+    well."""
     a, b = pair
+    assert sysio.fileno(a) == a.fileno()
     sysio.close(a)
     assert a.fileno() == -1
     assert b.recv(8) == b""
