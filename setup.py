@@ -77,7 +77,8 @@ COMPILED = [
 
 # modules whose classes are subclassed in another module (session.py's SessionHost by
 # listener.py's Listener): compiled only together with those, whatever RELAY_COMPILE says
-SUBCLASSED_IN = {"relay/net/session.py": ("relay/net/listener.py",)}
+SUBCLASSED_IN = {"relay/net/session.py": ("relay/net/listener.py",),
+                 "relay/net/connect.py": ("relay/net/dialer.py",)}
 
 
 def wanted() -> list[str]:

@@ -35,6 +35,10 @@ _fileno: Final = sysio.fileno
 _close_socket: Final = sysio.close
 
 
+def _nothing() -> None:
+    pass
+
+
 class Checked(Protocol):
     """What a checker reads of its backend (relay.net.backends.Backend is one)."""
 
@@ -73,7 +77,7 @@ class Checker(Handler):
         self.backend = backend
         self.config = config
         self.sock: Sock | None = None
-        self.fd = -1  # the socket's number while it is open
+        self.fd = -1  # the socket's number while it is open (-1 once closed)
         self.dialed: SockAddr | None = None  # what the check's socket connects to
         self.timer: Timer | None = None
         self.deadline: Timer | None = None
@@ -123,6 +127,10 @@ class Checker(Handler):
             self.timer.cancel()
             self.timer = None
         self._close()
+        # the bound callbacks made a cycle (checker -> its bound method -> checker): broken here,
+        # so a stopped checker (and its backend and group) goes with its last reference, even
+        # when gc.freeze() (relay/net/server.py) has put it beyond the cyclic collector's reach
+        self._start_cb = self._timed_out_cb = _nothing
 
     def _start(self) -> None:
         self.timer = None
@@ -241,7 +249,7 @@ class Checker(Handler):
         if sock is not None:
             self.sock = None
             # never dup'd or shared: closing it takes it out of epoll (no epoll_ctl DEL)
-            fd = self.fd
+            fd, self.fd = self.fd, -1
             self.reactor.forget(fd)
             # with a reset, as HAProxy's checks close: no FIN exchange, and no TIME_WAIT socket
             # left per check (2,000 checks a second would keep 120,000 of them)

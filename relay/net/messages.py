@@ -145,10 +145,13 @@ def _backend_health(raw: dict[str, Any]) -> BackendHealth:
     if admin not in ADMIN_STATES:
         raise BadMessage(f"health: admin must be one of {', '.join(ADMIN_STATES)}, got {admin!r}")
     target = raw.get("target")
+    # (a SockAddr's address is (host, port) or (host, port, flowinfo, scope_id): compiled,
+    # SockAddr refuses any other shape with TypeError, which no reader of a channel catches)
     if not (isinstance(target, list) and len(target) == 2 and _is_int(target[0])
-            and isinstance(target[1], list) and len(target[1]) >= 2
-            and isinstance(target[1][0], str) and _is_int(target[1][1])):
-        raise BadMessage(f"health: target must be [family, [host, port, ...]], got {target!r}")
+            and isinstance(target[1], list) and len(target[1]) in (2, 4)
+            and isinstance(target[1][0], str) and all(_is_int(v) for v in target[1][1:])):
+        raise BadMessage("health: target must be [family, [host, port]] or "
+                         f"[family, [host, port, flowinfo, scope_id]], got {target!r}")
     return BackendHealth(_get(raw, "b", str), _count(raw, "level"), _get(raw, "suspect", bool),
                          admin, _get(raw, "checked", bool),
                          _get(raw, "error", str), SockAddr(target[0], tuple(target[1])))

@@ -51,3 +51,11 @@ def test_a_compiled_session_module_brings_the_listener_that_subclasses_its_host(
     assert wanted() == ["relay/net/reactor.py"]  # type: ignore[operator]
     monkeypatch.delenv("RELAY_COMPILE")
     assert {"relay/net/session.py", "relay/net/listener.py"} <= set(wanted())  # type: ignore[operator]
+
+
+def test_a_compiled_connect_module_brings_the_dialer_that_subclasses_its_watcher(monkeypatch):
+    # relay.net.dialer's Dial and Loser derive from connect.py's Watcher (which allows no
+    # interpreted subclass): compiling connect.py without dialer.py would stop relay's import
+    wanted = _setup_functions(monkeypatch)["wanted"]
+    monkeypatch.setenv("RELAY_COMPILE", "relay/net/connect.py,relay/net/reactor.py")
+    assert "relay/net/dialer.py" in wanted()  # type: ignore[operator]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import socket
 from collections.abc import Iterator
@@ -68,4 +69,22 @@ def test_checks_due_close_together_start_in_the_same_turns(server: socket.socket
     finally:
         for checker in checkers:
             checker.stop()
+        reactor.close()
+
+
+def test_a_stopped_checker_holds_no_reference_to_itself(server: socket.socket) -> None:
+    """Its timers' callbacks are bound once (self._start_cb): a cycle while it runs, broken by
+    stop(), so a stopped checker goes with its last reference even after gc.freeze()."""
+    clock = FakeClock(1000.0)
+    reactor = Reactor(clock=clock)
+    checker = Checker(reactor, Backend(reactor, server.getsockname()[1]),
+                      HealthConfig(interval=INTERVAL), "off", random.Random(1), lambda ok, e: None)
+    try:
+        checker.schedule(INTERVAL)
+        advance(reactor, clock, INTERVAL * 1.1)  # a check started: its socket and its deadline timer
+        checker.stop()
+        held = [r for r in gc.get_referents(checker) if getattr(r, "__self__", None) is checker]
+        assert held == []
+    finally:
+        checker.stop()
         reactor.close()

@@ -34,6 +34,8 @@ TARGET = SockAddr(socket.AF_INET, ("127.0.0.1", 6379))
     CheckWanted("db", "a"),
     Health("db", 1),
     Health("db", None, BackendHealth("a", 2, True, "drain", True, "timeout", TARGET)),
+    Health("db", None, BackendHealth("a", 2, True, "ready", True, "",
+                                     SockAddr(socket.AF_INET6, ("::1", 6379, 0, 0)))),
 ])
 def test_round_trip_through_json(message: Message) -> None:
     assert decode(json.loads(json.dumps(encode(message)))) == message
@@ -61,6 +63,10 @@ def test_round_trip_through_json(message: Message) -> None:
      "admin": "ready", "checked": True, "error": "", "target": [2, "127.0.0.1:1"]},
     {"t": "health", "l": "db", "serving": 0, "b": "a", "level": "1", "suspect": False,
      "admin": "ready", "checked": True, "error": "", "target": [2, ["127.0.0.1", 1]]},
+    # addresses no SockAddr has: 3 or 5 items, a port or flowinfo that is no integer
+    *({"t": "health", "l": "db", "serving": 0, "b": "a", "level": 1, "suspect": False,
+       "admin": "ready", "checked": True, "error": "", "target": [10, address]}
+      for address in (["::1", 1, 0], ["::1", 1, 0, 0, 0], ["::1", "1"], ["::1", 1, "0", 0])),
 ])
 def test_malformed_is_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(BadMessage):
