@@ -36,7 +36,9 @@ HERE = Path(__file__).resolve().parent
 # instructions with callgrind (bench/NOTES.md, "Profiling the compiled build"), compiling the
 # dialer and the config model (read per connection) bought 12 % and 2.6 % per new
 # connection; compiling checker.py (timed, it bought nothing outside the noise) cut a
-# health check's instructions by 19 % (33.9k -> 27.5k at 300 backends).
+# health check's instructions by 19 % (33.9k -> 27.5k at 300 backends); relay/logs.py and
+# relay/net/resolve.py (log.debug_enabled and a connect's SockAddr, read per session) about
+# 0.6k and 0.4k instructions per new connection (the fifth round).
 # To re-measure after a refactor that adds or moves a hot module (a path missing here is
 # skipped, not an error; a new module runs interpreted until added): add its path here and run
 #   .venv/bin/python bench/ab.py WORK WORK@compiled WORK@compiled=all
