@@ -110,6 +110,15 @@ def relay_version() -> str:
     return commit
 
 
+def relay_tree() -> str:
+    """What relay/ holds: its tree in HEAD plus a hash of its uncommitted changes (a commit
+    elsewhere, docs or bench/, leaves it as it was)."""
+    repo = str(Path(__file__).resolve().parents[1])
+    tree = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD:relay"])
+    version = relay_version()
+    return tree + version[version.find(" + "):] if " + " in version else tree
+
+
 def machine(relay: str) -> dict[str, str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:

@@ -247,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     busy0, own0 = targets.machine_busy_seconds(), targets.own_cpu_seconds()
     relay_at_start = report.relay_version()
+    tree_at_start = report.relay_tree()
     res = report.Results(specs)
     if capped:
         res.notes.append(capped)
@@ -316,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
                         "connection")
     title = f"relay benchmark, {started:%Y-%m-%d %H:%M} UTC ({mode})"
     relay_at_end = report.relay_version()
-    if relay_at_end != relay_at_start:
+    if report.relay_tree() != tree_at_start:
         res.notes.append(f"relay/ changed during the run (at the end: {relay_at_end}): the "
                          "figures may mix versions; rerun")
     text = report.markdown(res, title, settings, report.machine(relay_at_start))
