@@ -6,7 +6,8 @@ unreachable). `vote` turns the fresh reports into a Verdict: a primary, or none 
 the reason. `Authority` keeps what relay acts on across verdicts:
 
 - a confirmed primary different from the last one is a new *generation* (the edge
-  fences sessions on the old primary);
+  fences sessions on the old primary); with Sentinel the generation is the master's config
+  epoch + 1, so relays started at different times report the same one;
 - without a verdict (no majority, none or several claimed, ROLE not confirming) the
   last confirmed primary is kept for `stale_after`, then there is no primary and new
   sessions are refused rather than guessed;
@@ -34,6 +35,7 @@ class Report:
     reachable: bool
     primary: str | None = None
     replicas: tuple[str, ...] = ()  # sentinel: replicas it lists as healthy slaves
+    epoch: int | None = None  # sentinel: the config epoch of the master it names
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Verdict:
     reason: str
     replicas: tuple[str, ...] = ()
     candidate: str | None = None  # redis_sentinel: the majority's address, ROLE to be asked
+    epoch: int | None = None  # redis_sentinel: the newest config epoch its namers report
 
 
 def _fresh(report: Report | None, now: float, max_age: float) -> Report | None:
@@ -91,9 +94,12 @@ def _vote_sentinel(sources: tuple[str, ...], fresh: dict[str, Report],
         return Verdict(None, f"no majority ({needed} of {len(sources)} needed): {said}; "
                              f"{len(sources) - len(fresh)} unreachable")
     replicas: set[str] = set()
+    epochs: list[int] = []
     for r in fresh.values():
         if r.primary == address:
             replicas.update(r.replicas)
+            if r.epoch is not None:
+                epochs.append(r.epoch)
     replicas.discard(address)
     role = roles.get(address)
     if role is None or now - role.at > max_age:
@@ -103,7 +109,8 @@ def _vote_sentinel(sources: tuple[str, ...], fresh: dict[str, Report],
         return Verdict(None, f"{address} named by {count}/{len(sources)} but ROLE says "
                              f"{role.role or 'nothing (unreachable)'}", candidate=address)
     return Verdict(address, f"{address} named by {count}/{len(sources)}, ROLE master",
-                   tuple(sorted(replicas)), candidate=address)
+                   tuple(sorted(replicas)), candidate=address,
+                   epoch=max(epochs) if epochs else None)
 
 
 @dataclass(frozen=True)
@@ -164,11 +171,15 @@ class Authority:
         self.replicas = verdict.replicas
         self.stale_since = None
         self.state, self.reason = "confirmed", verdict.reason
+        # a generation is Sentinel's config epoch + 1 where it is known (the same on every relay
+        # whenever it started: a fresh cluster's first primary is 1), else a count of changes
+        floor = self.generation + 1 if verdict.primary != old else self.generation
+        generation = floor if verdict.epoch is None else max(floor, verdict.epoch + 1)
         if verdict.primary != old:
-            self.primary = verdict.primary
-            self.generation += 1
+            self.primary, self.generation = verdict.primary, generation
             return Change("confirmed", self.primary, self.generation, verdict.reason, fence=old)
-        if old_state != "confirmed":
+        if old_state != "confirmed" or generation != self.generation:
+            self.generation = generation  # (a newer epoch of the same primary: no fencing)
             return Change("confirmed", self.primary, self.generation, verdict.reason)
         return None
 

@@ -53,6 +53,26 @@ def healthy_replicas(reply: RespValue) -> tuple[str, ...]:
     return tuple(sorted(set(found)))
 
 
+MAX_EPOCH = 2 ** 53  # (a larger "epoch" is no sentinel's: ignored)
+
+
+def config_epoch(reply: RespValue) -> int | None:
+    """SENTINEL master <name>: one flat [field, value, ...] list; its "config-epoch", the
+    epoch of the failover that made the current master (the same on every sentinel that
+    agrees on it, unlike a count of the changes one relay saw). None when absent or not a
+    number."""
+    if not isinstance(reply, list) or len(reply) % 2:
+        return None
+    for i in range(0, len(reply), 2):
+        if text(reply[i]) == "config-epoch":
+            value = text(reply[i + 1])
+            if value is not None and value.isascii() and value.isdigit() and len(value) <= 16:
+                number = int(value)
+                return number if number <= MAX_EPOCH else None
+            return None
+    return None
+
+
 def role_of(reply: RespValue) -> str | None:
     """ROLE: ["master", offset, replicas] / ["slave", ...] / ["sentinel", ...]."""
     if isinstance(reply, list) and reply:
@@ -74,5 +94,5 @@ def switch_master_name(reply: RespValue) -> str | None:
     return payload.split(" ", 1)[0] or None
 
 
-__all__ = ["address_text", "healthy_replicas", "is_switch_master", "master_address", "role_of",
-           "switch_master_name"]
+__all__ = ["address_text", "config_epoch", "healthy_replicas", "is_switch_master",
+           "master_address", "role_of", "switch_master_name"]

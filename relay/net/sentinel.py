@@ -1,7 +1,8 @@
 """Asking Redis Sentinel (and ROLE) on the reactor, for an authority.
 
 Per sentinel: every interval a short conversation (AUTH when a password is set,
-`SENTINEL get-master-addr-by-name`, `SENTINEL replicas`), and one long-lived
+`SENTINEL get-master-addr-by-name`, `SENTINEL replicas`, `SENTINEL master` for the config
+epoch), and one long-lived
 connection SUBSCRIBEd to `+switch-master`, re-opened with backoff when it drops. A
 switch message alone decides nothing (one sentinel is no majority): it makes every
 sentinel be asked again at once, so a switch is acted on within a round trip.
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING
 from relay.config.model import Address
 from relay.core.authority import Report, RoleReport
 from relay.core.resp import RespError, RespValue, encode, parse
-from relay.core.sentinel import healthy_replicas, master_address, role_of, switch_master_name
+from relay.core.sentinel import (
+    config_epoch,
+    healthy_replicas,
+    master_address,
+    role_of,
+    switch_master_name,
+)
 from relay.net.exchange import Exchange
 from relay.net.resolve import ResolveError, SockAddr
 
@@ -111,14 +118,15 @@ class SentinelSource:
             self._failed(target)
             return
         replies: list[RespValue] = []
-        expected = 3 if self.auth else 2
+        expected = 4 if self.auth else 3
 
         def reply(value: RespValue) -> bool:
             replies.append(value)
             if len(replies) < expected:
                 return True
             self._asked()
-            self._answered(replies[-2], replies[-1], replies[0] if self.auth else None)
+            self._answered(replies[-3], replies[-2], replies[-1],
+                           replies[0] if self.auth else None)
             return False
 
         def ended(error: str) -> None:
@@ -126,11 +134,13 @@ class SentinelSource:
             self._failed(error)
 
         request = self.auth + encode("SENTINEL", "get-master-addr-by-name", self.master_name) \
-            + encode("SENTINEL", "replicas", self.master_name)
+            + encode("SENTINEL", "replicas", self.master_name) \
+            + encode("SENTINEL", "master", self.master_name)
         self.poll = Exchange(self.reactor, target, request, _parse, reply, ended,
                              timeout=max(self.interval, MIN_TIMEOUT))
 
-    def _answered(self, master: RespValue, replicas: RespValue, auth: RespValue) -> None:
+    def _answered(self, master: RespValue, replicas: RespValue, info: RespValue,
+                  auth: RespValue) -> None:
         if isinstance(auth, RespError):
             self._failed(f"AUTH refused: {auth.message[:200]}")
             return
@@ -139,7 +149,7 @@ class SentinelSource:
             return
         self.last_error = ""
         self.on_report(self.name, Report(self.reactor.now, True, master_address(master),
-                                         healthy_replicas(replicas)))
+                                         healthy_replicas(replicas), config_epoch(info)))
 
     def _failed(self, error: str) -> None:
         self.last_error = error

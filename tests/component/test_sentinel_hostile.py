@@ -28,6 +28,13 @@ def fake_redis(name: str) -> ThreadServer:
     return ThreadServer(serve)
 
 
+def _answers(primary_port: int, epoch: bytes = b"0") -> bytes:
+    """A sentinel's three answers: the master's address, no replicas, the master's fields."""
+    port = str(primary_port).encode()
+    return (b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n*0\r\n" % (len(port), port)
+            + b"*2\r\n$12\r\nconfig-epoch\r\n$%d\r\n%s\r\n" % (len(epoch), epoch))
+
+
 def honest(primary_port: int, delay: float = 0.0) -> ThreadServer:
     def serve(conn: socket.socket) -> None:
         data = b""
@@ -37,10 +44,9 @@ def honest(primary_port: int, delay: float = 0.0) -> ThreadServer:
                 while conn.recv(4096):
                     pass
                 return
-            if data.count(b"SENTINEL") == 2 and data.endswith(b"\r\n"):
-                port = str(primary_port).encode()
+            if data.count(b"SENTINEL") == 3 and data.endswith(b"\r\n"):
                 time.sleep(delay)
-                conn.sendall(b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n*0\r\n" % (len(port), port))
+                conn.sendall(_answers(primary_port))
                 data = b""
 
     return ThreadServer(serve)
@@ -55,9 +61,8 @@ def hostile(kind: str, liar_port: int) -> ThreadServer:
                 conn.sendall(chunk)
         elif kind == "garbage":
             conn.sendall(b"\x00\xff" * 50000)
-        elif kind == "liar":  # names another node: alone, it is no majority
-            port = str(liar_port).encode()
-            conn.sendall(b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n*0\r\n" % (len(port), port))
+        elif kind == "liar":  # names another node (with a huge epoch): alone, it is no majority
+            conn.sendall(_answers(liar_port, epoch=b"9999999"))
         while conn.recv(4096):  # silent
             pass
 

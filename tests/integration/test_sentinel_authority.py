@@ -193,10 +193,10 @@ class SwitchWatch:
         self.conn.close()
 
 
-def start_two(start_relay, cluster: Cluster):  # type: ignore[no-untyped-def]
+def start_two(start_relay, cluster: Cluster, count: int = 2):  # type: ignore[no-untyped-def]
     listener = {"name": "redis", "listen": "127.0.0.1:0", "connect_timeout": "500ms",
                 "retry": {"attempts": 2, "deadline": "1s"}, "authority": cluster.authority()}
-    relays = [start_relay([listener]) for _ in range(2)]
+    relays = [start_relay([listener]) for _ in range(count)]
     for relay in relays:
         relay.wait_event(lambda e: e.get("event") == "authority_change"
                          and e.get("state") == "confirmed", timeout=10)
@@ -258,6 +258,10 @@ def test_sigkill_primary_both_relays_follow_sentinel_and_never_reach_another_nod
     generations = [status(r)["generation"] for r in relays]
     assert generations[0] == generations[1] == 2, generations
     assert all(status(r)["primary"] == f"127.0.0.1:{new}" for r in relays)
+    # a relay started after the failover names the same generation: Sentinel's config epoch
+    # + 1, not a count of the changes each relay saw
+    (late,) = start_two(start_relay, cluster, count=1)
+    assert status(late)["generation"] == 2 and status(late)["primary"] == f"127.0.0.1:{new}"
     _, metrics = admin_request(relays[0].admin_port, "GET", "/metrics")
     assert 'relay_authority_generation{listener="redis"} 2.0' in metrics
     assert f'relay_authority_up{{listener="redis",source="127.0.0.1:{cluster.sentinel_ports[0]}"}} 1.0' \

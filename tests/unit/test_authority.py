@@ -81,6 +81,35 @@ def test_a_new_primary_is_a_new_generation_that_fences_the_old_one() -> None:
     assert auth.serving == B
 
 
+def test_with_sentinel_epochs_a_relay_started_late_reports_the_generation_of_one_that_saw_all(
+        ) -> None:
+    """The generation is the master's config epoch + 1 where sentinels report it: the same
+    on every relay, whenever it started (a count of the changes one relay saw is not)."""
+    early, late = Authority(stale_after=5.0), Authority(stale_after=5.0)
+    early.update(0.0, Verdict(A, "x", epoch=0))
+    early.update(1.0, Verdict(B, "x", epoch=1))  # a failover: A fenced
+    change = late.update(2.0, Verdict(B, "x", epoch=1))
+    assert change is not None and change.generation == early.generation == 2
+    # a newer epoch of the same primary (a failover there and back this relay missed):
+    # the generation follows, nothing is fenced
+    again = early.update(3.0, Verdict(B, "x", epoch=3))
+    assert again is not None and again.generation == 4 and again.fence is None
+    assert early.update(4.0, Verdict(B, "x", epoch=3)) is None  # (once)
+    # an epoch lower than what was seen never takes the generation back
+    early.update(5.0, Verdict(A, "x", epoch=0))
+    assert early.generation == 5
+
+
+def test_the_verdict_carries_the_newest_epoch_of_the_sentinels_naming_the_primary() -> None:
+    reports = {"s1": Report(0.0, True, A, epoch=4), "s2": Report(0.0, True, A, epoch=5),
+               "s3": Report(0.0, True, B, epoch=99)}  # (naming another node: not counted)
+    v = vote("redis_sentinel", S3, reports, {A: RoleReport(0.0, "master")}, 0.0, 3.0)
+    assert v.primary == A and v.epoch == 5
+    reports = {s: Report(0.0, True, A) for s in S3}  # no epoch reported: none carried
+    assert vote("redis_sentinel", S3, reports, {A: RoleReport(0.0, "master")}, 0.0, 3.0).epoch \
+        is None
+
+
 def test_without_verdict_the_last_primary_serves_for_stale_after_then_none() -> None:
     auth = Authority(stale_after=30.0)
     auth.update(0.0, Verdict(A, "ok"))

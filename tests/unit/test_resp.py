@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from relay.core.resp import MAX_BULK, ProtocolError, RespError, encode, parse
 from relay.core.sentinel import (
+    config_epoch,
     healthy_replicas,
     master_address,
     role_of,
@@ -61,3 +62,13 @@ def test_sentinel_replies_mean_only_what_they_are_shaped_as() -> None:
     push = [b"message", b"+switch-master", b"mymaster 10.0.0.1 6379 10.0.0.2 6379"]
     assert switch_master_name(push) == "mymaster"
     assert switch_master_name([b"subscribe", b"+switch-master", 1]) is None
+
+
+def test_config_epoch_is_read_from_sentinel_master_fields_and_nothing_else_counts() -> None:
+    assert config_epoch([b"name", b"mymaster", b"config-epoch", b"7", b"flags", b"master"]) == 7
+    assert config_epoch([b"config-epoch", b"0"]) == 0
+    for bad in (None, b"7", [b"config-epoch"], [b"name", b"x"], [b"config-epoch", b"-1"],
+                [b"config-epoch", b"7x"], [b"config-epoch", b"\xd9\xa3"], [b"config-epoch", [b"7"]],
+                [b"config-epoch", b"9" * 17], [b"config-epoch", str(2 ** 53 + 1).encode()]):
+        assert config_epoch(bad) is None, bad
+
