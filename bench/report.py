@@ -95,28 +95,31 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else "unknown"
 
 
-def relay_version() -> str:
-    """The commit, plus a hash of relay/'s uncommitted changes if any: the working tree is
-    what runs, and other people may be editing it."""
-    repo = str(Path(__file__).resolve().parents[1])
-    commit = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
-    diff = subprocess.run(["git", "-C", repo, "diff", "HEAD", "--", "relay"],
+_REPO = str(Path(__file__).resolve().parents[1])
+
+
+def _uncommitted() -> str:
+    """" + uncommitted changes in relay/ (diff <hash>)", or "" when relay/ is as committed:
+    the working tree is what runs, and other people may be editing it."""
+    diff = subprocess.run(["git", "-C", _REPO, "diff", "HEAD", "--", "relay"],
                           capture_output=True, timeout=10).stdout
-    untracked = subprocess.run(["git", "-C", repo, "ls-files", "--others", "--exclude-standard",
+    untracked = subprocess.run(["git", "-C", _REPO, "ls-files", "--others", "--exclude-standard",
                                 "--", "relay"], capture_output=True, timeout=10).stdout
-    if diff or untracked:
-        digest = hashlib.sha1(diff + untracked, usedforsecurity=False).hexdigest()[:8]
-        commit += f" + uncommitted changes in relay/ (diff {digest})"
-    return commit
+    if not (diff or untracked):
+        return ""
+    digest = hashlib.sha1(diff + untracked, usedforsecurity=False).hexdigest()[:8]
+    return f" + uncommitted changes in relay/ (diff {digest})"
+
+
+def relay_version() -> str:
+    """The commit, plus a hash of relay/'s uncommitted changes if any."""
+    return _first_line(["git", "-C", _REPO, "rev-parse", "--short", "HEAD"]) + _uncommitted()
 
 
 def relay_tree() -> str:
     """What relay/ holds: its tree in HEAD plus a hash of its uncommitted changes (a commit
     elsewhere, docs or bench/, leaves it as it was)."""
-    repo = str(Path(__file__).resolve().parents[1])
-    tree = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD:relay"])
-    version = relay_version()
-    return tree + version[version.find(" + "):] if " + " in version else tree
+    return _first_line(["git", "-C", _REPO, "rev-parse", "--short", "HEAD:relay"]) + _uncommitted()
 
 
 def machine(relay: str) -> dict[str, str]:

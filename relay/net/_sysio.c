@@ -255,6 +255,28 @@ socket_close(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* shutdown(2) on fd: None, or NULL with OSError (the Socket's method and sysio.shutdown) */
+static PyObject *
+shutdown_fd(int fd, int how)
+{
+    if (shutdown(fd, how) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* an int option of fd: the value, or NULL with OSError (the Socket's getsockopt and
+ * sysio.so_error) */
+static PyObject *
+int_option(int fd, int level, int option)
+{
+    int value = 0;
+    socklen_t size = (socklen_t)sizeof(value);
+
+    if (getsockopt(fd, level, option, &value, &size) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(value);
+}
+
 static PyObject *
 socket_shutdown(PyObject *self, PyObject *arg)
 {
@@ -262,24 +284,19 @@ socket_shutdown(PyObject *self, PyObject *arg)
 
     if (int_arg(arg, -1, &how) < 0)
         return NULL;
-    if (shutdown(((SocketObject *)self)->fd, how) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    Py_RETURN_NONE;
+    return shutdown_fd(((SocketObject *)self)->fd, how);
 }
 
 /* getsockopt(level, option) -> int */
 static PyObject *
 socket_getsockopt(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int level, option, value = 0;
-    socklen_t size = (socklen_t)sizeof(value);
+    int level, option;
 
     if (want_args(nargs, 2, "getsockopt") < 0 || int_arg(args[0], -1, &level) < 0 ||
             int_arg(args[1], -1, &option) < 0)
         return NULL;
-    if (getsockopt(((SocketObject *)self)->fd, level, option, &value, &size) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromLong(value);
+    return int_option(((SocketObject *)self)->fd, level, option);
 }
 
 /* send(data) -> int: as sysio.send on this socket's number (closed: EBADF, as socket.send) */
@@ -593,14 +610,11 @@ sysio_linger_reset(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 sysio_so_error(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int fd, value = 0;
-    socklen_t size = (socklen_t)sizeof(value);
+    int fd;
 
     if (want_args(nargs, 2, "so_error") < 0 || int_arg(args[1], -1, &fd) < 0)
         return NULL;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &size) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromLong(value);
+    return int_option(fd, SOL_SOCKET, SO_ERROR);
 }
 
 /* shutdown(sock, fd, how) -> None: shutdown(2) on the socket whose number is fd */
@@ -612,9 +626,7 @@ sysio_shutdown(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (want_args(nargs, 3, "shutdown") < 0 || int_arg(args[1], -1, &fd) < 0 ||
             int_arg(args[2], -1, &how) < 0)
         return NULL;
-    if (shutdown(fd, how) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    Py_RETURN_NONE;
+    return shutdown_fd(fd, how);
 }
 
 /* fileno(sock) -> int: sock.fileno(), directly for this module's Socket (others through their
@@ -623,7 +635,7 @@ static PyObject *
 sysio_fileno(PyObject *module, PyObject *sock)
 {
     if (Py_IS_TYPE(sock, &Socket_Type))
-        return PyLong_FromLong(((SocketObject *)sock)->fd);
+        return socket_fileno(sock, NULL);
     return PyObject_CallMethod(sock, "fileno", NULL);
 }
 
